@@ -108,8 +108,11 @@ fn decode(c: &mut Criterion) {
     group.bench_function("64k_data_lines/part_memchr2", |b| {
         b.iter(|| memchr::memchr2_iter(b'\r', b'\n', black_box(large)).count())
     });
-    group.bench_function("64k_data_lines/part_utf8_check", |b| {
+    group.bench_function("64k_data_lines/part_utf8_check_std", |b| {
         b.iter(|| std::str::from_utf8(black_box(large)).is_ok())
+    });
+    group.bench_function("64k_data_lines/part_utf8_check_simd", |b| {
+        b.iter(|| simdutf8::basic::from_utf8(black_box(large)).is_ok())
     });
     group.finish();
 }

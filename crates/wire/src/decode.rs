@@ -417,40 +417,44 @@ impl Decoder {
             return Ok(self.dispatch().map(Frame::Event));
         }
         if line[0] == b':' {
-            let value = take_value(buf, 1, end, ending);
-            return Ok(Some(Frame::Comment(Utf8Bytes::from_bytes_lossy(value))));
+            let text_start = 1 + usize::from(line.get(1) == Some(&b' '));
+            let text = split_value(buf, text_start, end, ending);
+            return Ok(Some(Frame::Comment(Utf8Bytes::from_bytes_lossy(text))));
         }
         let (field, value_start) = match memchr::memchr(b':', line) {
-            Some(colon) => (Field::from_name(&line[..colon]), colon + 1),
+            Some(colon) => {
+                let after_space = usize::from(line.get(colon + 1) == Some(&b' '));
+                (Field::from_name(&line[..colon]), colon + 1 + after_space)
+            }
             None => (Field::from_name(line), end),
         };
         match field {
             Field::Data => {
-                let value_len =
-                    end - value_start - usize::from(line.get(value_start) == Some(&b' '));
                 let separator = usize::from(!matches!(self.data, DataBuffer::Empty));
-                if self.data.len() + separator + value_len > self.max_event_len {
+                if self.data.len() + separator + (end - value_start) > self.max_event_len {
                     return Err(DecodeError::EventTooLarge {
                         limit: self.max_event_len,
                     });
                 }
-                let value = take_value(buf, value_start, end, ending);
+                let value = split_value(buf, value_start, end, ending);
                 self.data.push(value);
             }
-            Field::Event => {
-                let value = take_value(buf, value_start, end, ending);
-                self.event_type = Some(self.intern_type(&value));
-            }
             Field::Id => {
-                let value = take_value(buf, value_start, end, ending);
+                let value = split_value(buf, value_start, end, ending);
                 // The spec ignores an id holding NUL, so a stream cannot make a client resend one.
                 if memchr::memchr(0, &value).is_none() {
                     self.id_buffer = Utf8Bytes::from_bytes_lossy(value);
                 }
             }
+            // Read in place: neither keeps a slice of the buffer.
+            Field::Event => {
+                self.event_type = Some(self.intern_type(&buf[value_start..end]));
+                buf.advance(end + ending);
+            }
             Field::Retry => {
-                let value = take_value(buf, value_start, end, ending);
-                if let Some(millis) = parse_retry(&value) {
+                let millis = parse_retry(&buf[value_start..end]);
+                buf.advance(end + ending);
+                if let Some(millis) = millis {
                     return Ok(Some(Frame::Retry(Duration::from_millis(millis))));
                 }
             }
@@ -485,10 +489,8 @@ impl Decoder {
     }
 }
 
-/// Consumes the line and its ending from `buf` and returns its value: `buf[start..end]` without one
-/// leading space.
-fn take_value(buf: &mut BytesMut, start: usize, end: usize, ending: usize) -> Bytes {
-    let start = start + usize::from(buf.get(start) == Some(&b' ') && start < end);
+/// Consumes the line and its ending from `buf` and returns `buf[start..end]` without copying.
+fn split_value(buf: &mut BytesMut, start: usize, end: usize, ending: usize) -> Bytes {
     let mut line = buf.split_to(end + ending).freeze();
     line.truncate(end);
     line.advance(start);
