@@ -110,8 +110,10 @@ impl Event {
     /// # Ok::<(), ssehub_wire::EncodeError>(())
     /// ```
     pub fn encode(&self) -> Result<Bytes, EncodeError> {
-        let mut dst = BytesMut::new();
-        self.encode_into(&mut dst)?;
+        self.validate()?;
+        // Exactly sized, so freezing needs no second allocation: one allocation per event.
+        let mut dst = BytesMut::with_capacity(self.encoded_len());
+        self.write_fields(&mut dst);
         Ok(dst.freeze())
     }
 
@@ -133,34 +135,68 @@ impl Event {
     /// ```
     pub fn encode_into(&self, dst: &mut BytesMut) -> Result<(), EncodeError> {
         self.validate()?;
-        dst.reserve(self.encoded_len_estimate());
-        if let Some(id) = &self.id {
-            put_field(dst, b"id", id.as_bytes());
-        }
-        if let Some(event_type) = self.event.as_ref().filter(|t| !t.is_empty()) {
-            put_field(dst, b"event", event_type.as_bytes());
-        }
-        if let Some(retry) = self.retry {
-            put_retry(dst, retry);
-        }
-        for line in lines(self.data.as_bytes()) {
-            put_field(dst, b"data", line);
-        }
-        dst.put_u8(b'\n');
+        dst.reserve(self.encoded_len());
+        self.write_fields(dst);
         Ok(())
     }
 
-    /// An upper bound on the encoded size when the data has no line breaks (it is only a hint to
-    /// reserve once).
-    fn encoded_len_estimate(&self) -> usize {
-        let field =
-            |value: Option<&crate::Utf8Bytes>, name: usize| value.map_or(0, |v| name + 3 + v.len());
-        field(self.id.as_ref(), 2)
-            + field(self.event.as_ref(), 5)
-            + self.retry.map_or(0, |_| 8 + 20)
-            + 7
-            + self.data.len()
-            + 1
+    /// The exact size of the encoded event.
+    fn encoded_len(&self) -> usize {
+        let mut len = FieldLen(0);
+        self.write_fields(&mut len);
+        len.0
+    }
+
+    /// Writes every field and the closing blank line; the caller validated the event.
+    fn write_fields(&self, out: &mut impl FieldSink) {
+        if let Some(id) = &self.id {
+            out.field(b"id", id.as_bytes());
+        }
+        if let Some(event_type) = self.event.as_ref().filter(|t| !t.is_empty()) {
+            out.field(b"event", event_type.as_bytes());
+        }
+        if let Some(retry) = self.retry {
+            out.field(b"retry", retry_millis(retry, &mut [0; 20]));
+        }
+        for line in lines(self.data.as_bytes()) {
+            out.field(b"data", line);
+        }
+        out.blank_line();
+    }
+}
+
+/// Where encoded fields go: a buffer, or a counter that sizes the buffer first.
+trait FieldSink {
+    fn field(&mut self, name: &[u8], value: &[u8]);
+    fn blank_line(&mut self);
+}
+
+impl FieldSink for BytesMut {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.put_slice(name);
+        self.put_u8(b':');
+        // One space after the colon is what readers strip; an empty value needs none.
+        if !value.is_empty() {
+            self.put_u8(b' ');
+            self.put_slice(value);
+        }
+        self.put_u8(b'\n');
+    }
+
+    fn blank_line(&mut self) {
+        self.put_u8(b'\n');
+    }
+}
+
+struct FieldLen(usize);
+
+impl FieldSink for FieldLen {
+    fn field(&mut self, name: &[u8], value: &[u8]) {
+        self.0 += name.len() + 2 + if value.is_empty() { 0 } else { 1 + value.len() };
+    }
+
+    fn blank_line(&mut self) {
+        self.0 += 1;
     }
 }
 
@@ -202,24 +238,26 @@ pub fn heartbeat() -> Bytes {
 /// ```
 pub fn encode_retry(retry: Duration) -> Bytes {
     let mut dst = BytesMut::with_capacity(28);
-    put_retry(&mut dst, retry);
+    dst.field(b"retry", retry_millis(retry, &mut [0; 20]));
     dst.freeze()
 }
 
-fn put_retry(dst: &mut BytesMut, retry: Duration) {
-    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-    put_field(dst, b"retry", millis.to_string().as_bytes());
+/// The reconnection time in whole milliseconds, in base ten, saturating at `u64::MAX`.
+fn retry_millis(retry: Duration, digits: &mut [u8; 20]) -> &[u8] {
+    decimal(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX), digits)
 }
 
-fn put_field(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
-    dst.put_slice(name);
-    dst.put_u8(b':');
-    // One space after the colon is what readers strip; an empty value needs none.
-    if !value.is_empty() {
-        dst.put_u8(b' ');
-        dst.put_slice(value);
+/// Formats `value` in base ten into `digits` without allocating.
+fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &digits[start..];
+        }
     }
-    dst.put_u8(b'\n');
 }
 
 fn has_line_break(value: &[u8]) -> bool {
@@ -290,6 +328,29 @@ mod tests {
     fn leading_space_in_values_survives_the_reader_strip() {
         let bytes = Event::new(" x").with_event(" t").encode().unwrap();
         assert_eq!(&bytes[..], b"event:  t\ndata:  x\n\n");
+    }
+
+    #[test]
+    fn encoded_len_is_exact() {
+        let events = [
+            Event::new(""),
+            Event::new("a\r\nb\rc\n").with_id("").with_event(""),
+            Event::new("x").with_id("id-1").with_event("update").with_retry(Duration::ZERO),
+            Event::new("\n\n\n").with_retry(Duration::MAX),
+        ];
+        for event in events {
+            let mut dst = BytesMut::new();
+            event.encode_into(&mut dst).unwrap();
+            assert_eq!(event.encoded_len(), dst.len(), "{event:?}");
+            assert_eq!(event.encode().unwrap(), dst);
+        }
+    }
+
+    #[test]
+    fn decimal_formats_every_magnitude() {
+        for value in [0, 7, 10, 999, 1_000, 123_456_789, u64::MAX] {
+            assert_eq!(decimal(value, &mut [0; 20]), value.to_string().as_bytes());
+        }
     }
 
     #[test]
