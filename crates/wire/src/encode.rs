@@ -335,7 +335,10 @@ mod tests {
         let events = [
             Event::new(""),
             Event::new("a\r\nb\rc\n").with_id("").with_event(""),
-            Event::new("x").with_id("id-1").with_event("update").with_retry(Duration::ZERO),
+            Event::new("x")
+                .with_id("id-1")
+                .with_event("update")
+                .with_retry(Duration::ZERO),
             Event::new("\n\n\n").with_retry(Duration::MAX),
         ];
         for event in events {
