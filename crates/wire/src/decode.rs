@@ -341,9 +341,9 @@ impl Decoder {
                 self.skip_lf = false;
             }
 
-            let Some(end) =
-                memchr::memchr2(b'\r', b'\n', &buf[self.scanned..]).map(|at| at + self.scanned)
-            else {
+            // `min`: a caller that cleared the buffer without `reset` gets a rescan, not a panic.
+            let from = self.scanned.min(buf.len());
+            let Some(end) = memchr::memchr2(b'\r', b'\n', &buf[from..]).map(|at| at + from) else {
                 self.scanned = buf.len();
                 if buf.len() > self.max_line_len {
                     return Err(DecodeError::LineTooLong {
@@ -505,4 +505,22 @@ fn parse_retry(value: &[u8]) -> Option<u64> {
     value.iter().try_fold(0u64, |acc, &digit| {
         acc.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_cleared_without_reset_does_not_panic() {
+        let mut decoder = Decoder::new();
+        let mut buf = BytesMut::from(&b"data: a long unfinished line"[..]);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.clear();
+        buf.extend_from_slice(b"data: x\n\n");
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Ok(Some(Frame::Event(Event::new("x"))))
+        );
+    }
 }

@@ -210,12 +210,8 @@ impl FieldSink for FieldLen {
 pub fn encode_comment(text: &str) -> Bytes {
     let mut dst = BytesMut::with_capacity(text.len() + 3);
     for line in lines(text.as_bytes()) {
-        dst.put_u8(b':');
-        if !line.is_empty() {
-            dst.put_u8(b' ');
-            dst.put_slice(line);
-        }
-        dst.put_u8(b'\n');
+        // A comment line is a field with an empty name.
+        dst.field(b"", line);
     }
     dst.freeze()
 }
