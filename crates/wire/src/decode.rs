@@ -341,8 +341,12 @@ impl Decoder {
                 self.skip_lf = false;
             }
 
-            // `min`: a caller that cleared the buffer without `reset` gets a rescan, not a panic.
-            let from = self.scanned.min(buf.len());
+            // A caller that shrank the buffer without `reset` gets a rescan, not a panic.
+            let from = if self.scanned <= buf.len() {
+                self.scanned
+            } else {
+                0
+            };
             let Some(end) = memchr::memchr2(b'\r', b'\n', &buf[from..]).map(|at| at + from) else {
                 self.scanned = buf.len();
                 if buf.len() > self.max_line_len {
