@@ -1,0 +1,41 @@
+//! `ssehub`: the ssehub command line. One module per subcommand.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod listen;
+
+/// Server-Sent Events hub and client.
+#[derive(Debug, Parser)]
+#[command(name = "ssehub", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the events of an SSE stream, reconnecting as the spec says, until it stops or you
+    /// press Ctrl+C.
+    Listen(listen::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Listen(args) => listen::run(args),
+    }
+}
+
+/// Diagnostics go to stderr so stdout carries only the events; `RUST_LOG` overrides the level.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

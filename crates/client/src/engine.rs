@@ -1,0 +1,297 @@
+//! The reconnecting engine both APIs share: connect, read, decode, and decide what happens when a
+//! connection ends, following the WHATWG spec's EventSource processing model.
+
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use ssehub_wire::{Decoder, Event, Frame};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+use crate::builder::Config;
+use crate::connection::{self, HttpClient, Opened, Target};
+use crate::reconnect::Backoff;
+use crate::{Error, StopReason};
+
+/// What the engine reports to the API driving it.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// A connection opened (the spec's "announce the connection").
+    Open,
+    /// An event was dispatched.
+    Event(Event),
+    /// A connection failed or broke; the engine reconnects after a delay.
+    Retrying(Error),
+    /// The engine stopped for good; every later call returns `None`.
+    Stop(Result<StopReason, Error>),
+}
+
+enum State {
+    Connect,
+    Wait(Instant),
+    Read {
+        body: Incoming,
+        url: String,
+        delivered: bool,
+    },
+    /// The body ended: decode what complete lines remain, then end the connection.
+    Drain {
+        url: String,
+        delivered: bool,
+    },
+    /// Report this, then stop.
+    Stopping(Result<StopReason, Error>),
+    Stopped,
+}
+
+pub(crate) struct Engine {
+    config: Arc<Config>,
+    http: HttpClient,
+    decoder: Decoder,
+    buf: BytesMut,
+    backoff: Backoff,
+    target: Target,
+    /// Reconnection attempts in a row that delivered nothing.
+    attempt: u32,
+    /// Whether the first connection must succeed ([`Client::connect`](crate::Client::connect)'s
+    /// contract) rather than be retried.
+    first_must_open: bool,
+    opened_once: bool,
+    state: State,
+}
+
+impl Engine {
+    pub(crate) fn new(config: Arc<Config>, http: HttpClient, first_must_open: bool) -> Self {
+        let mut decoder = Decoder::new()
+            .max_line_len(config.max_line_len)
+            .max_event_len(config.max_event_len);
+        decoder.set_last_event_id(config.last_event_id.clone());
+        let backoff = Backoff::new(
+            config.reconnection_time,
+            config.max_reconnect_delay,
+            config.jitter,
+        );
+        let target = Target::initial(&config);
+        Self {
+            config,
+            http,
+            decoder,
+            buf: BytesMut::new(),
+            backoff,
+            target,
+            attempt: 0,
+            first_must_open,
+            opened_once: false,
+            state: State::Connect,
+        }
+    }
+
+    /// The next step. Cancel-safe between steps: every await point leaves `self` consistent.
+    pub(crate) async fn next(&mut self) -> Option<Step> {
+        loop {
+            match &mut self.state {
+                State::Stopped => return None,
+                State::Stopping(_) => {
+                    let State::Stopping(outcome) =
+                        std::mem::replace(&mut self.state, State::Stopped)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    return Some(Step::Stop(outcome));
+                }
+                State::Wait(deadline) => {
+                    tokio::time::sleep_until(*deadline).await;
+                    self.state = State::Connect;
+                }
+                State::Connect => {
+                    if let Some(step) = self.connect().await {
+                        return Some(step);
+                    }
+                }
+                State::Read {
+                    body,
+                    url,
+                    delivered,
+                } => {
+                    match self.decoder.decode(&mut self.buf) {
+                        Ok(Some(frame)) => {
+                            *delivered = true;
+                            if let Some(step) = self.frame(frame) {
+                                return Some(step);
+                            }
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(source) => {
+                            let url = url.clone();
+                            return Some(self.stop(Err(Error::Decode { url, source })));
+                        }
+                    }
+                    let read = match self.config.idle_timeout {
+                        Some(idle) => tokio::time::timeout(idle, body.frame())
+                            .await
+                            .map_err(|_| idle),
+                        None => Ok(body.frame().await),
+                    };
+                    match read {
+                        Ok(Some(Ok(frame))) => {
+                            if let Ok(data) = frame.into_data() {
+                                self.buf.extend_from_slice(&data);
+                            }
+                        }
+                        Ok(None) => {
+                            let (url, delivered) = (std::mem::take(url), *delivered);
+                            self.state = State::Drain { url, delivered };
+                        }
+                        Ok(Some(Err(err))) => {
+                            let (url, delivered) = (url.clone(), *delivered);
+                            let error = Error::Body {
+                                url,
+                                source: Arc::new(err),
+                            };
+                            if let Some(step) = self.connection_ended(delivered, Some(error)) {
+                                return Some(step);
+                            }
+                        }
+                        Err(idle) => {
+                            let (url, delivered) = (url.clone(), *delivered);
+                            let error = Error::IdleTimeout { url, idle };
+                            if let Some(step) = self.connection_ended(delivered, Some(error)) {
+                                return Some(step);
+                            }
+                        }
+                    }
+                }
+                State::Drain { url, delivered } => match self.decoder.decode_eof(&mut self.buf) {
+                    Ok(Some(frame)) => {
+                        *delivered = true;
+                        if let Some(step) = self.frame(frame) {
+                            return Some(step);
+                        }
+                    }
+                    Ok(None) => {
+                        let delivered = *delivered;
+                        if let Some(step) = self.connection_ended(delivered, None) {
+                            return Some(step);
+                        }
+                    }
+                    Err(source) => {
+                        let url = url.clone();
+                        return Some(self.stop(Err(Error::Decode { url, source })));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Option<Step> {
+        let last_event_id = self.decoder.last_event_id().clone();
+        let url = self.target.url.to_string();
+        tracing::debug!(%url, last_event_id = %last_event_id, "connecting");
+        match connection::open(&self.http, &self.config, &self.target, &last_event_id).await {
+            Ok(Opened::Stream { body, target }) => {
+                let url = target.url.to_string();
+                tracing::info!(%url, "connected");
+                // The spec reconnects to where redirects led (whatwg/html#503).
+                self.target = target;
+                self.opened_once = true;
+                self.state = State::Read {
+                    body,
+                    url,
+                    delivered: false,
+                };
+                Some(Step::Open)
+            }
+            Ok(Opened::NoContent) => {
+                tracing::info!(%url, "HTTP 204: the server asks the client to stop");
+                Some(self.stop(Ok(StopReason::NoContent)))
+            }
+            Err(error) => {
+                if self.first_must_open && !self.opened_once {
+                    return Some(self.stop(Err(error)));
+                }
+                self.connection_ended(false, Some(error))
+            }
+        }
+    }
+
+    fn frame(&mut self, frame: Frame) -> Option<Step> {
+        match frame {
+            Frame::Event(event) => {
+                if self.config.stop_on_close_event && event.event_type() == "close" {
+                    tracing::info!("close event: the server asks the client to stop");
+                    self.state = State::Stopping(Ok(StopReason::CloseEvent));
+                }
+                Some(Step::Event(event))
+            }
+            Frame::Retry(time) => {
+                tracing::debug!(?time, "server set the reconnection time");
+                self.backoff.reconnection_time = time;
+                None
+            }
+            Frame::Comment(_) => None,
+        }
+    }
+
+    /// The connection is over, cleanly (`error` is `None`) or not: stop, or schedule the next
+    /// attempt.
+    fn connection_ended(&mut self, delivered: bool, error: Option<Error>) -> Option<Step> {
+        // A half-read event is dropped; the last event id stays.
+        self.decoder.reset();
+        self.buf.clear();
+        let url = self.target.url.to_string();
+        if delivered {
+            self.attempt = 0;
+        } else {
+            // A redirect target that fails is not tried forever: start over from the configured URL.
+            self.target = Target::initial(&self.config);
+        }
+        let clean = error.is_none();
+        let error = error.unwrap_or(Error::Closed { url });
+        let retried = error.is_retried()
+            || (self.config.reconnect_on_http_error
+                && matches!(error, Error::Http { .. } | Error::ContentType { .. }));
+        if !retried {
+            return Some(self.stop(Err(error)));
+        }
+        if let Some(max) = self.config.max_retries
+            && self.attempt >= max
+        {
+            let outcome = match (max, clean) {
+                (0, true) => Ok(StopReason::Ended),
+                (0, false) => Err(error),
+                _ => Err(Error::RetriesExhausted {
+                    attempts: max,
+                    last: Box::new(error),
+                }),
+            };
+            return Some(self.stop(outcome));
+        }
+        self.attempt += 1;
+        let mut delay = self.backoff.delay(self.attempt);
+        if let Error::Http {
+            retry_after: Some(retry_after),
+            ..
+        } = &error
+        {
+            delay = delay.max(*retry_after);
+        }
+        self.state = State::Wait(Instant::now() + delay);
+        if clean {
+            tracing::info!(?delay, attempt = self.attempt, "stream ended; reconnecting");
+            None
+        } else {
+            tracing::warn!(%error, ?delay, attempt = self.attempt, "reconnecting");
+            Some(Step::Retrying(error))
+        }
+    }
+
+    fn stop(&mut self, outcome: Result<StopReason, Error>) -> Step {
+        match &outcome {
+            Ok(reason) => tracing::debug!(?reason, "stopped"),
+            Err(error) => tracing::error!(%error, "stopped"),
+        }
+        self.state = State::Stopped;
+        Step::Stop(outcome)
+    }
+}
