@@ -1,0 +1,80 @@
+//! The seed's server example in Rust: an event stream at `GET /events`, the push API at
+//! `POST /push`, and a broadcast every 5 seconds.
+//!
+//! ```sh
+//! cargo run -p ssehub-hub --example server            # PORT=8080 by default
+//! curl -N 'http://127.0.0.1:8080/events?uid=u001'
+//! curl -X POST -H 'Content-Type: application/json' \
+//!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
+//!   http://127.0.0.1:8080/push
+//! ```
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use ssehub_hub::axum::SubscriberId;
+use ssehub_hub::{Event, Hub};
+
+/// Stands in for authentication. A real application takes the uid from a verified token or
+/// session cookie here; trusting a query parameter lets anyone read anyone's events.
+async fn demo_auth(mut request: Request, next: Next) -> Response {
+    let uid = request
+        .uri()
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
+        .filter(|uid| !uid.is_empty())
+        .map(str::to_owned)
+        // The seed's demo picks a random uid between 100 and 198.
+        .unwrap_or_else(|| (100 + ulid::Ulid::generate().random() % 99).to_string());
+    request.extensions_mut().insert(SubscriberId(uid));
+    next.run(request).await
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ssehub_hub=debug".into()),
+        )
+        .init();
+
+    let hub = Hub::new();
+    let app = Router::new()
+        .route("/events", ssehub_hub::axum::events(hub.clone()))
+        .route_layer(middleware::from_fn(demo_auth))
+        // Open to anyone who can reach the port: fine for a demo on localhost, not beyond.
+        .route("/push", ssehub_hub::axum::push(hub.clone()));
+
+    // The seed's simulated events: a broadcast every 5 seconds.
+    let ticker = hub.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(5));
+        interval.tick().await;
+        for i in 1.. {
+            interval.tick().await;
+            let event = Event::new(format!("hello_world_{i}")).with_event("message");
+            if ticker.broadcast([event]).await.is_err() {
+                break; // the hub closed
+            }
+        }
+    });
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;
+    tracing::info!("listening on http://{}/events", listener.local_addr()?);
+
+    let closing = hub.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::signal::ctrl_c().await.ok();
+            // Ends every stream with the `close` event, so the server can finish.
+            closing.close().await;
+        })
+        .await?;
+    hub.print_push_stats();
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! axum handlers: the event stream and the seed's push API.
+//!
+//! ```no_run
+//! use axum::{Router, extract::Request, middleware::{self, Next}, response::Response};
+//! use ssehub_hub::{Hub, axum::SubscriberId};
+//!
+//! // Real applications take the uid from a verified token or session here.
+//! async fn auth(mut request: Request, next: Next) -> Response {
+//!     request.extensions_mut().insert(SubscriberId("u001".to_owned()));
+//!     next.run(request).await
+//! }
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let hub = Hub::new();
+//! let app = Router::new()
+//!     .route("/events", ssehub_hub::axum::events(hub.clone()))
+//!     .route_layer(middleware::from_fn(auth))
+//!     .route("/push", ssehub_hub::axum::push(hub.clone()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, FromRequestParts, Query};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{self, MethodRouter};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+
+use crate::push_api::{PushRequest, PushRequestError, error_envelope, ok_envelope};
+use crate::{Hub, PushError, SubscribeError, SubscribeOptions};
+
+/// The subscriber's uid, put into the request's extensions by your authentication middleware.
+/// [`events`] serves the stream of this uid.
+///
+/// ```
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(ssehub_hub::axum::SubscriberId("u001".to_owned()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberId(pub String);
+
+#[derive(Deserialize)]
+struct ResumeQuery {
+    last_event_id: Option<String>,
+    event_type: Option<String>,
+}
+
+/// Reads `Last-Event-ID` / `Event-Type` from the headers, else `last_event_id` / `event_type`
+/// from the query. A header that is not UTF-8 or a malformed query is a `400`.
+impl<S: Send + Sync> FromRequestParts<S> for SubscribeOptions {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let bad_request = |message: String| plain(StatusCode::BAD_REQUEST, &message);
+        let query = Query::<ResumeQuery>::try_from_uri(&parts.uri)
+            .map_err(|rejection| bad_request(format!("query: {}", rejection.body_text())))?;
+        let last_event_id = header(&parts.headers, "last-event-id").map_err(bad_request)?;
+        let event_type = header(&parts.headers, "event-type").map_err(bad_request)?;
+        Ok(SubscribeOptions {
+            last_event_id: last_event_id.or(query.0.last_event_id),
+            event_type: event_type.or(query.0.event_type),
+        })
+    }
+}
+
+/// A header's value as text; the error is the message for a `400`.
+fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| format!("the {name} header is not valid text"))
+        })
+        .transpose()
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (status, message.to_owned()).into_response()
+}
+
+/// Subscribes `uid` and answers with its event stream: `200`, `Content-Type: text/event-stream`,
+/// `Cache-Control: no-cache` and the hub's extra stream headers. A closed hub answers `204`
+/// (spec-conformant clients stop), a hub closing for restart `503` with `Retry-After`.
+///
+/// Use it from your own handler when the uid does not come from [`SubscriberId`]:
+///
+/// ```
+/// use axum::{extract::{Path, State}, response::Response};
+/// use ssehub_hub::{Hub, SubscribeOptions};
+///
+/// async fn events(State(hub): State<Hub>, Path(room): Path<String>, options: SubscribeOptions) -> Response {
+///     ssehub_hub::axum::sse_response(&hub, &room, options)
+/// }
+/// let app: axum::Router = axum::Router::new()
+///     .route("/rooms/{room}/events", axum::routing::get(events))
+///     .with_state(Hub::new());
+/// ```
+pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response {
+    match hub.subscribe(uid, options) {
+        Ok(subscription) => {
+            let mut response = Response::new(Body::new(subscription));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            for (name, value) in &hub.config().stream_headers {
+                headers.insert(name, value.clone());
+            }
+            response
+        }
+        Err(SubscribeError::Closed) => StatusCode::NO_CONTENT.into_response(),
+        Err(SubscribeError::Restarting) => {
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "the hub is restarting");
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Err(error @ SubscribeError::EmptyUid) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+/// A `GET` route serving the event stream of the uid in the request's [`SubscriberId`]
+/// extension, resuming from `Last-Event-ID` / `last_event_id`. Without the extension it answers
+/// `500`: the authentication middleware is missing.
+///
+/// ```
+/// let hub = ssehub_hub::Hub::new();
+/// let app: axum::Router = axum::Router::new().route("/events", ssehub_hub::axum::events(hub));
+/// ```
+pub fn events<S>(hub: Hub) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routing::get(
+        move |uid: Option<Extension<SubscriberId>>, options: SubscribeOptions| async move {
+            match uid {
+                Some(Extension(SubscriberId(uid))) => sse_response(&hub, &uid, options),
+                None => {
+                    tracing::error!(
+                        "no SubscriberId in the request: put your auth middleware in front of the events route"
+                    );
+                    plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the server has no subscriber identity for this request",
+                    )
+                }
+            }
+        },
+    )
+}
+
+/// Handles a push API request body (see [`push_api`](crate::push_api)) and answers with the
+/// seed's envelope: `200` and the ids, `400` naming the bad field (nothing is pushed), `503` when
+/// the hub is closed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = ssehub_hub::Hub::new();
+/// let response = ssehub_hub::axum::push_response(&hub, br#"{"events":[{"data":"hi"}]}"#).await;
+/// assert_eq!(response.status(), 200);
+/// let response = ssehub_hub::axum::push_response(&hub, br#"{"events":[]}"#).await;
+/// assert_eq!(response.status(), 400);
+/// # }
+/// ```
+pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
+    let request = match PushRequest::from_json(body) {
+        Ok(request) => request,
+        Err(error) => return envelope(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    match hub.push(request.uids, request.events).await {
+        Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
+        Err(PushError::Closed) => envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &PushError::Closed.to_string(),
+        ),
+        Err(error) => envelope(
+            StatusCode::BAD_REQUEST,
+            &PushRequestError::from(error).to_string(),
+        ),
+    }
+}
+
+/// A `POST` route for the seed's push API (`{"uids":[...],"events":[...]}`). Requests larger
+/// than axum's body limit (2 MiB unless you set `DefaultBodyLimit`) get `413` in the same
+/// envelope. Guard it: anyone who can reach it can push to anyone.
+///
+/// ```
+/// let hub = ssehub_hub::Hub::new();
+/// let app: axum::Router = axum::Router::new().route("/push", ssehub_hub::axum::push(hub));
+/// ```
+pub fn push<S>(hub: Hub) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routing::post(move |body: Result<Bytes, BytesRejection>| async move {
+        match body {
+            Ok(body) => push_response(&hub, &body).await,
+            Err(rejection) => envelope(rejection.status(), &rejection.body_text()),
+        }
+    })
+}
+
+fn envelope(status: StatusCode, message: &str) -> Response {
+    json(status, error_envelope(status.as_u16(), message))
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}

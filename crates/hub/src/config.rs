@@ -1,0 +1,210 @@
+//! The hub's options and their builder.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ssehub_wire::Event;
+
+use crate::{Hub, SlowClientPolicy};
+
+/// Called with the uid and the event for every delivery the slow-client policy gave up on.
+pub(crate) type PushFailedHandler = Arc<dyn Fn(&str, &Event) + Send + Sync>;
+
+/// The default number of events a connection's queue holds.
+pub const DEFAULT_CONNECTION_BUFFER: usize = 256;
+/// The default heartbeat interval (the seed's): a comment after this long without a write.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// The default time [`Hub::close`] waits for streams to flush their last events.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything the hub needs to know, fixed when it is built.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) connection_buffer: usize,
+    pub(crate) slow_client: SlowClientPolicy,
+    pub(crate) workers: usize,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) client_retry: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) stream_headers: HeaderMap,
+    pub(crate) push_failed: Option<PushFailedHandler>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut stream_headers = HeaderMap::new();
+        // Tells nginx-style reverse proxies not to buffer the stream.
+        stream_headers.insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+        Self {
+            connection_buffer: DEFAULT_CONNECTION_BUFFER,
+            slow_client: SlowClientPolicy::default(),
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            client_retry: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            stream_headers,
+            push_failed: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("connection_buffer", &self.connection_buffer)
+            .field("slow_client", &self.slow_client)
+            .field("workers", &self.workers)
+            .field("heartbeat", &self.heartbeat)
+            .field("client_retry", &self.client_retry)
+            .field("close_timeout", &self.close_timeout)
+            .field("stream_headers", &self.stream_headers)
+            .field("push_failed", &self.push_failed.is_some())
+            .finish()
+    }
+}
+
+/// Builds a [`Hub`]. Every option has a default; `Hub::builder().build()` equals `Hub::new()`.
+///
+/// ```
+/// use std::time::Duration;
+/// use ssehub_hub::{Hub, SlowClientPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = Hub::builder()
+///     .connection_buffer(1024)
+///     .heartbeat(Some(Duration::from_secs(15)))
+///     .client_retry(Duration::from_secs(3))
+///     .slow_client(SlowClientPolicy::Disconnect)
+///     .on_push_failed(|uid, event| tracing::warn!(uid, id = ?event.id, "push failed"))
+///     .build();
+/// # }
+/// ```
+#[derive(Debug, Default)]
+#[must_use]
+pub struct HubBuilder {
+    config: Config,
+}
+
+impl HubBuilder {
+    /// How many events each connection's queue holds before the slow-client policy applies
+    /// (the seed's `WithChanBufferSize`). Default [`DEFAULT_CONNECTION_BUFFER`]; at least 1.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build();
+    /// ```
+    pub fn connection_buffer(mut self, events: usize) -> Self {
+        self.config.connection_buffer = events.max(1);
+        self
+    }
+
+    /// What to do when a connection's queue is full. Default: the seed's timeout retries.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .slow_client(ssehub_hub::SlowClientPolicy::Disconnect)
+    ///     .build();
+    /// ```
+    pub fn slow_client(mut self, policy: SlowClientPolicy) -> Self {
+        self.config.slow_client = policy;
+        self
+    }
+
+    /// How many tasks share a large broadcast (the seed's `WithWorkerNum`). Default: the number
+    /// of CPUs. Broadcasts to fewer than a few thousand connections run on the pushing task.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().workers(4).build();
+    /// ```
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers.max(1);
+        self
+    }
+
+    /// Send a heartbeat comment after this long without a write; `None` turns heartbeats off.
+    /// A comment is always sent when a stream opens, so clients see it open at once.
+    /// Default [`DEFAULT_HEARTBEAT`].
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .heartbeat(Some(std::time::Duration::from_secs(10)))
+    ///     .build();
+    /// ```
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.config.heartbeat = interval.filter(|interval| !interval.is_zero());
+        self
+    }
+
+    /// Send `retry: <ms>` when a stream opens, setting how long clients wait before reconnecting.
+    /// Default: not sent (browsers then wait about 3 s).
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .client_retry(std::time::Duration::from_millis(1500))
+    ///     .build();
+    /// ```
+    pub fn client_retry(mut self, retry: Duration) -> Self {
+        self.config.client_retry = Some(retry);
+        self
+    }
+
+    /// How long [`Hub::close`] waits for open streams to flush their queued events and end.
+    /// Default [`DEFAULT_CLOSE_TIMEOUT`].
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .close_timeout(std::time::Duration::from_secs(1))
+    ///     .build();
+    /// ```
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// Adds a header to every event-stream response (the seed's extra serve headers).
+    /// `X-Accel-Buffering: no` is set by default so proxies don't hold events back; CORS belongs
+    /// to `tower-http`'s `CorsLayer`, not here.
+    ///
+    /// ```
+    /// use http::{HeaderName, HeaderValue};
+    ///
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .stream_header(HeaderName::from_static("x-served-by"), HeaderValue::from_static("hub-1"))
+    ///     .build();
+    /// ```
+    pub fn stream_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.config.stream_headers.insert(name, value);
+        self
+    }
+
+    /// Called for every delivery the slow-client policy gives up on, with the connection's uid
+    /// and the event (the seed's `WithPushFailedHandleFn`). It runs on the task that noticed the
+    /// failure, after the hub's locks are released, so it may push; keep it quick.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .on_push_failed(|uid, event| eprintln!("push to {uid} failed: {:?}", event.id))
+    ///     .build();
+    /// ```
+    pub fn on_push_failed<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&str, &Event) + Send + Sync + 'static,
+    {
+        self.config.push_failed = Some(Arc::new(handler));
+        self
+    }
+
+    /// Builds the hub.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().build();
+    /// assert_eq!(hub.online_clients_num(), 0);
+    /// ```
+    pub fn build(self) -> Hub {
+        Hub::from_config(self.config)
+    }
+}

@@ -1,0 +1,260 @@
+//! One live connection's bounded outbox: where pushes leave events and the stream picks them up.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::{Duration, Instant};
+
+use crate::SlowClientPolicy;
+
+/// A live connection as the registry and pushers see it.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) uid: Arc<str>,
+    outbox: Mutex<Outbox>,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Accepted events, at most the connection buffer.
+    queue: VecDeque<Bytes>,
+    /// Events waiting for room under [`SlowClientPolicy::Wait`], at most the connection buffer.
+    overflow: VecDeque<Waiting>,
+    /// Written after everything else when the hub closes (the `close` event).
+    last: Option<Bytes>,
+    /// The stream's task, when it found nothing to write.
+    reader: Option<Waker>,
+    /// No more events are accepted; the stream ends once the outbox is empty.
+    closed: bool,
+    /// A watchdog task is timing the overflow.
+    watchdog: bool,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    event: Bytes,
+    since: Instant,
+    /// Expired waits so far.
+    timeouts: u32,
+}
+
+/// What happened to a push's events at one connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offered {
+    /// Events accepted into the queue.
+    pub(crate) queued: usize,
+    /// Events parked in the overflow, waiting for room.
+    pub(crate) waiting: usize,
+    /// Index of the first event that failed; all after it failed too. `None`: none failed.
+    pub(crate) failed_from: Option<usize>,
+    /// The caller must start the overflow watchdog.
+    pub(crate) start_watchdog: bool,
+    /// The connection was already closed: nothing was offered.
+    pub(crate) closed: bool,
+}
+
+/// What the stream found in the outbox.
+#[derive(Debug)]
+pub(crate) struct Drained {
+    /// Everything queued, in order, as one chunk.
+    pub(crate) chunk: Bytes,
+    /// How many of the chunk's events came from the overflow (they now count as delivered).
+    pub(crate) from_overflow: usize,
+}
+
+/// Events the watchdog gave up on.
+#[derive(Debug, Default)]
+pub(crate) struct Expired {
+    pub(crate) timeouts: u64,
+    pub(crate) failed: Vec<Bytes>,
+}
+
+impl Connection {
+    pub(crate) fn new(id: u64, uid: Arc<str>) -> Self {
+        Self {
+            id,
+            uid,
+            outbox: Mutex::new(Outbox::default()),
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock cannot leave the deques inconsistent: keep serving.
+        self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Offers a push's events, in order, under the queue's capacity and the slow-client policy.
+    pub(crate) fn offer(
+        &self,
+        events: &[Bytes],
+        capacity: usize,
+        policy: SlowClientPolicy,
+    ) -> Offered {
+        let mut offered = Offered::default();
+        let waker = {
+            let mut outbox = self.outbox();
+            if outbox.closed {
+                offered.closed = true;
+                return offered;
+            }
+            for (index, event) in events.iter().enumerate() {
+                // Once anything waits, later events wait behind it so order is kept.
+                if outbox.overflow.is_empty() && outbox.queue.len() < capacity {
+                    outbox.queue.push_back(event.clone());
+                    offered.queued += 1;
+                    continue;
+                }
+                match policy {
+                    SlowClientPolicy::Wait { retries, .. }
+                        if retries > 0 && outbox.overflow.len() < capacity =>
+                    {
+                        outbox.overflow.push_back(Waiting {
+                            event: event.clone(),
+                            since: Instant::now(),
+                            timeouts: 0,
+                        });
+                        offered.waiting += 1;
+                    }
+                    SlowClientPolicy::Wait { .. } => {
+                        offered.failed_from = Some(index);
+                        break;
+                    }
+                    SlowClientPolicy::Disconnect => {
+                        // Drop what it has not read: the client resumes from its Last-Event-ID.
+                        outbox.queue = VecDeque::new();
+                        outbox.overflow = VecDeque::new();
+                        outbox.closed = true;
+                        offered.failed_from = Some(index);
+                        break;
+                    }
+                }
+            }
+            if offered.waiting > 0 && !outbox.watchdog {
+                outbox.watchdog = true;
+                offered.start_watchdog = true;
+            }
+            outbox.reader.take()
+        };
+        // Wake outside the lock so the stream's task doesn't contend with us.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        offered
+    }
+
+    /// Takes everything queued as one chunk, or registers the stream's waker.
+    /// `Ready(None)`: the connection is closed and fully drained.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Option<Drained>> {
+        let mut outbox = self.outbox();
+        let events = outbox.queue.len() + outbox.overflow.len();
+        if events == 0 {
+            if outbox.closed {
+                return Poll::Ready(outbox.last.take().map(|chunk| Drained {
+                    chunk,
+                    from_overflow: 0,
+                }));
+            }
+            match &outbox.reader {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => outbox.reader = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let from_overflow = outbox.overflow.len();
+        let chunk = if events == 1 {
+            // The common case at low rates: hand over the shared bytes, no copy.
+            match outbox.queue.pop_front() {
+                Some(event) => event,
+                None => outbox
+                    .overflow
+                    .pop_front()
+                    .map(|waiting| waiting.event)
+                    .unwrap_or_default(),
+            }
+        } else {
+            // Several events: one write (one HTTP chunk, one syscall) instead of several.
+            let len = outbox.queue.iter().map(Bytes::len).sum::<usize>()
+                + outbox.overflow.iter().map(|w| w.event.len()).sum::<usize>();
+            let mut chunk = BytesMut::with_capacity(len);
+            for event in outbox.queue.drain(..) {
+                chunk.extend_from_slice(&event);
+            }
+            for waiting in outbox.overflow.drain(..) {
+                chunk.extend_from_slice(&waiting.event);
+            }
+            chunk.freeze()
+        };
+        Poll::Ready(Some(Drained {
+            chunk,
+            from_overflow,
+        }))
+    }
+
+    /// Stops accepting events. With `last`, it is written after everything already queued.
+    pub(crate) fn close(&self, last: Option<Bytes>) {
+        let waker = {
+            let mut outbox = self.outbox();
+            if outbox.closed {
+                return;
+            }
+            outbox.closed = true;
+            outbox.last = last;
+            outbox.reader.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The stream went away: drop everything still queued.
+    pub(crate) fn abandon(&self) {
+        let mut outbox = self.outbox();
+        outbox.closed = true;
+        outbox.queue = VecDeque::new();
+        outbox.overflow = VecDeque::new();
+        outbox.last = None;
+        outbox.reader = None;
+    }
+
+    /// When the oldest waiting event's current wait runs out. `None`, and the watchdog flag is
+    /// cleared, once nothing waits: the watchdog then stops and the next wait starts a new one.
+    pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        let mut outbox = self.outbox();
+        let deadline = outbox
+            .overflow
+            .front()
+            .map(|front| front.since + timeout * (front.timeouts + 1));
+        if deadline.is_none() {
+            outbox.watchdog = false;
+        }
+        deadline
+    }
+
+    /// Counts the waits that ran out by `now` and removes the events out of retries.
+    pub(crate) fn expire(&self, now: Instant, timeout: Duration, retries: u32) -> Expired {
+        let mut expired = Expired::default();
+        let mut outbox = self.outbox();
+        for waiting in &mut outbox.overflow {
+            while waiting.timeouts < retries
+                && now >= waiting.since + timeout * (waiting.timeouts + 1)
+            {
+                waiting.timeouts += 1;
+                expired.timeouts += 1;
+            }
+        }
+        // Events wait in arrival order, so those out of retries are at the front.
+        while outbox
+            .overflow
+            .front()
+            .is_some_and(|waiting| waiting.timeouts >= retries)
+        {
+            if let Some(waiting) = outbox.overflow.pop_front() {
+                expired.failed.push(waiting.event);
+            }
+        }
+        expired
+    }
+}

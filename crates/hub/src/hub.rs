@@ -1,0 +1,582 @@
+//! The hub: who is connected, and pushing events to them.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use ssehub_wire::{Decoder, Event, Frame, Utf8Bytes};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::registry::Registry;
+use crate::stats::Counters;
+use crate::{
+    HubBuilder, HubStats, PushError, SlowClientPolicy, SubscribeError, SubscribeOptions,
+    Subscription,
+};
+
+/// The type of the event [`Hub::close`] sends so that clients stop (the seed's `close` event).
+pub const CLOSE_EVENT_TYPE: &str = "close";
+
+/// Broadcasts reaching fewer connections than this per worker run on the pushing task: below it,
+/// handing work to other tasks costs more than it saves.
+const CONNECTIONS_PER_WORKER: usize = 2048;
+
+const OPEN: u8 = 0;
+const CLOSED: u8 = 1;
+const RESTARTING: u8 = 2;
+
+/// The event hub: holds every live connection, pushes events to some uids or to everyone.
+///
+/// Cloning is cheap and every clone is the same hub. There is no hub task: a push encodes each
+/// event once and places the shared bytes straight into each addressed connection's bounded
+/// queue, spreading large broadcasts over several tasks. Each connection's stream (a
+/// [`Subscription`]) writes everything it finds queued in one go.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use ssehub_hub::{Event, Hub};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = Hub::new();
+/// let mut alice = hub.subscribe("alice", Default::default()).unwrap();
+/// let mut bob = hub.subscribe("bob", Default::default()).unwrap();
+/// alice.next().await; // each stream opens with a comment
+/// bob.next().await;
+///
+/// let receipt = hub.push(["alice"], [Event::new("for alice")]).await.unwrap();
+/// assert_eq!(receipt.connections, 1);
+/// hub.broadcast([Event::new("for all").with_id("b1")]).await.unwrap();
+///
+/// let first = alice.next().await.unwrap();
+/// assert!(first.starts_with(b"id: "));  // a missing id is assigned
+/// assert_eq!(bob.next().await.unwrap(), "id: b1\ndata: for all\n\n");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+/// The hub's state, shared by its clones, its streams and its worker tasks.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) registry: Registry,
+    pub(crate) counters: Counters,
+    ids: Mutex<ulid::Generator>,
+    lifecycle: AtomicU8,
+    /// Pushes in progress, so that closing waits for them.
+    pushes: TaskTracker,
+    close_event: Bytes,
+}
+
+/// What a successful push did.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = ssehub_hub::Hub::new();
+/// let receipt = hub.broadcast([ssehub_hub::Event::new("hi")]).await.unwrap();
+/// assert_eq!(receipt.ids.len(), 1);
+/// assert_eq!(receipt.connections, 0); // nobody is connected
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushReceipt {
+    /// Each event's id, in order: the one it was given, or the one the hub assigned.
+    pub ids: Vec<String>,
+    /// Connections that accepted the push (queued, or waiting for room).
+    pub connections: usize,
+    /// Deliveries the slow-client policy refused at once (full queue and waiting area, or a
+    /// connection cut off under [`SlowClientPolicy::Disconnect`]).
+    pub failed: usize,
+}
+
+/// Deliveries made by one task of a push, summed at the end.
+#[derive(Debug, Default)]
+struct Tally {
+    total: usize,
+    success: usize,
+    connections: usize,
+    failed: Vec<(Arc<str>, Bytes)>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.total += other.total;
+        self.success += other.success;
+        self.connections += other.connections;
+        self.failed.extend(other.failed);
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// A hub with the default options (see [`HubBuilder`]).
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts building a hub with options.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build();
+    /// ```
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    pub(crate) fn from_config(config: Config) -> Self {
+        let close_event = Event::new("closed")
+            .with_event(CLOSE_EVENT_TYPE)
+            .encode()
+            .unwrap_or_default();
+        Self {
+            shared: Arc::new(Shared {
+                registry: Registry::new(config.workers),
+                config,
+                counters: Counters::default(),
+                ids: Mutex::new(ulid::Generator::new()),
+                lifecycle: AtomicU8::new(OPEN),
+                pushes: TaskTracker::new(),
+                close_event,
+            }),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Pushes `events` to every connection of each uid in `uids`; an empty `uids` broadcasts to
+    /// every connection. Duplicate uids are delivered once.
+    ///
+    /// Every event is checked before anything is sent, so a refused push reached nobody. A
+    /// missing (or empty) id is assigned: a ULID, unique and increasing. A missing type means
+    /// `message`. Each event is encoded once; every connection gets the same bytes, in order.
+    /// The push never waits for a slow client: its [`SlowClientPolicy`] decides.
+    ///
+    /// # Errors
+    ///
+    /// [`PushError`] for no events, an empty uid, an event that cannot be encoded safely, or a
+    /// closed hub.
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::new();
+    /// let _tab1 = hub.subscribe("u001", Default::default()).unwrap();
+    /// let _tab2 = hub.subscribe("u001", Default::default()).unwrap();
+    /// let receipt = hub
+    ///     .push(["u001", "u002"], [Event::new("hello_world").with_event("message")])
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(receipt.connections, 2); // both tabs of u001; u002 is offline
+    /// # }
+    /// ```
+    pub async fn push<U, S, E>(&self, uids: U, events: E) -> Result<PushReceipt, PushError>
+    where
+        U: IntoIterator<Item = S>,
+        S: AsRef<str>,
+        E: IntoIterator<Item = Event>,
+    {
+        let shared = &self.shared;
+        // Taken before the state check, so that `close` waits for this push if it got in.
+        let _in_flight = shared.pushes.token();
+        if shared.lifecycle.load(Ordering::Acquire) != OPEN {
+            return Err(PushError::Closed);
+        }
+        let uids: Vec<S> = uids.into_iter().collect();
+        if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
+            return Err(PushError::EmptyUid { index });
+        }
+        let (ids, events) = self.prepare(events)?;
+
+        let tally = if uids.is_empty() {
+            shared.broadcast(events).await
+        } else {
+            let mut uids: Vec<&str> = uids.iter().map(AsRef::as_ref).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            let mut tally = Tally::default();
+            for uid in uids {
+                shared.registry.for_uid(uid, |connection| {
+                    shared.deliver(connection, &events, &mut tally)
+                });
+            }
+            tally
+        };
+        let failed = tally.failed.len();
+        let connections = tally.connections;
+        shared.settle(tally);
+        Ok(PushReceipt {
+            ids,
+            connections,
+            failed,
+        })
+    }
+
+    /// Pushes `events` to every connection: `push` with no uids.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::push`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// hub.broadcast([ssehub_hub::Event::new("to everyone")]).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn broadcast<E>(&self, events: E) -> Result<PushReceipt, PushError>
+    where
+        E: IntoIterator<Item = Event>,
+    {
+        self.push(std::iter::empty::<&str>(), events).await
+    }
+
+    /// Assigns missing ids and encodes every event, refusing the whole push on the first bad one.
+    /// Returns the ids and the encoded events: from here on an event exists only as its bytes,
+    /// so a queued event costs its wire size once, whatever the number of connections.
+    fn prepare(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<(Vec<String>, Arc<[Bytes]>), PushError> {
+        let mut generator = None;
+        let mut ids = Vec::new();
+        let mut prepared = Vec::new();
+        for (index, mut event) in events.into_iter().enumerate() {
+            if event.id.as_ref().is_none_or(|id| id.is_empty()) {
+                let generator = generator.get_or_insert_with(|| {
+                    self.shared
+                        .ids
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                });
+                let id = generator
+                    .generate()
+                    .unwrap_or_else(|overflow| overflow.commit_overflow_increment());
+                event.id = Some(Utf8Bytes::from(id.to_string()));
+            }
+            // `message` is what clients assume without an `event:` line: don't send one.
+            if event
+                .event
+                .as_ref()
+                .is_some_and(|event_type| event_type == ssehub_wire::DEFAULT_EVENT_TYPE)
+            {
+                event.event = None;
+            }
+            let bytes = event
+                .encode()
+                .map_err(|source| PushError::InvalidEvent { index, source })?;
+            ids.push(event.id.map(String::from).unwrap_or_default());
+            prepared.push(bytes);
+        }
+        if prepared.is_empty() {
+            return Err(PushError::NoEvents);
+        }
+        Ok((ids, prepared.into()))
+    }
+
+    /// Opens a stream for a client of `uid`. Serve the returned [`Subscription`] as the body of a
+    /// `text/event-stream` response (the `axum` module does this for you); drop it when the
+    /// client goes away.
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError`] for an empty uid or a closed hub.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let stream = hub.subscribe("alice", Default::default()).unwrap();
+    /// assert_eq!(hub.online_clients_num(), 1);
+    /// drop(stream);
+    /// assert_eq!(hub.online_clients_num(), 0);
+    /// # }
+    /// ```
+    pub fn subscribe(
+        &self,
+        uid: &str,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, SubscribeError> {
+        if uid.is_empty() {
+            return Err(SubscribeError::EmptyUid);
+        }
+        self.check_open()?;
+        let connection = self.shared.registry.insert(uid);
+        let subscription = Subscription::new(Arc::clone(&self.shared), connection, options);
+        // Closing may have snapshotted the registry just before the insert: look again.
+        self.check_open()?;
+        tracing::debug!(uid, connection = subscription.connection_id(), "connected");
+        Ok(subscription)
+    }
+
+    fn check_open(&self) -> Result<(), SubscribeError> {
+        match self.shared.lifecycle.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            RESTARTING => Err(SubscribeError::Restarting),
+            _ => Err(SubscribeError::Closed),
+        }
+    }
+
+    /// How many distinct uids have at least one live connection (the seed's `OnlineClientsNum`).
+    /// [`Hub::stats`] also counts connections.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let _a = hub.subscribe("alice", Default::default()).unwrap();
+    /// let _b = hub.subscribe("alice", Default::default()).unwrap();
+    /// assert_eq!(hub.online_clients_num(), 1);
+    /// assert_eq!(hub.stats().connections, 2);
+    /// # }
+    /// ```
+    pub fn online_clients_num(&self) -> usize {
+        self.shared.registry.users()
+    }
+
+    /// A snapshot of the push statistics and who is online.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let _a = hub.subscribe("alice", Default::default()).unwrap();
+    /// hub.broadcast([ssehub_hub::Event::new("hi")]).await.unwrap();
+    /// let stats = hub.stats();
+    /// assert_eq!((stats.total, stats.success, stats.failed), (1, 1, 0));
+    /// # }
+    /// ```
+    pub fn stats(&self) -> HubStats {
+        let registry = &self.shared.registry;
+        self.shared
+            .counters
+            .snapshot(registry.users(), registry.connections())
+    }
+
+    /// Logs [`Hub::stats`] at `info` level through `tracing` (the seed's `PrintPushStats`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// ssehub_hub::Hub::new().print_push_stats();
+    /// # }
+    /// ```
+    pub fn print_push_stats(&self) {
+        tracing::info!(target: "ssehub", "{}", self.stats());
+    }
+
+    /// Closes the hub for good: new pushes and subscriptions are refused, pushes in progress
+    /// finish, then every stream writes what it has queued, then a `close` event (the seed's,
+    /// which makes ssehub and seed clients stop), and ends. Returns once every stream has ended
+    /// or the close timeout has passed. Calling it again waits again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// hub.close().await;
+    /// assert!(hub.broadcast([ssehub_hub::Event::new("late")]).await.is_err());
+    /// # }
+    /// ```
+    pub async fn close(&self) {
+        self.shutdown(CLOSED).await;
+    }
+
+    /// Closes the hub for a restart: like [`Hub::close`], but without the `close` event, so
+    /// clients reconnect (to this node once it is back, or to another one) and, with a store,
+    /// resume where they were.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// hub.close_for_restart().await;
+    /// # }
+    /// ```
+    pub async fn close_for_restart(&self) {
+        self.shutdown(RESTARTING).await;
+    }
+
+    async fn shutdown(&self, mode: u8) {
+        let shared = &self.shared;
+        let first = shared
+            .lifecycle
+            .compare_exchange(OPEN, mode, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        shared.pushes.close();
+        shared.pushes.wait().await;
+        if first {
+            let last = (mode == CLOSED).then(|| shared.close_event.clone());
+            let connections = shared.registry.all();
+            tracing::info!(
+                target: "ssehub",
+                connections = connections.len(),
+                restart = mode == RESTARTING,
+                "hub closing"
+            );
+            for connection in connections {
+                connection.close(last.clone());
+            }
+        }
+        let flushed =
+            tokio::time::timeout(shared.config.close_timeout, shared.registry.until_empty()).await;
+        if flushed.is_err() {
+            tracing::warn!(
+                target: "ssehub",
+                connections = shared.registry.connections(),
+                "close timeout: some streams did not flush in time"
+            );
+        }
+    }
+}
+
+impl Shared {
+    /// Offers a push's events to one connection and records the outcome in `tally`.
+    fn deliver(
+        self: &Arc<Self>,
+        connection: &Arc<Connection>,
+        events: &[Bytes],
+        tally: &mut Tally,
+    ) {
+        let policy = self.config.slow_client;
+        let offered = connection.offer(events, self.config.connection_buffer, policy);
+        if offered.closed {
+            return;
+        }
+        tally.total += events.len();
+        tally.success += offered.queued;
+        if offered.queued + offered.waiting > 0 {
+            tally.connections += 1;
+        }
+        if let Some(from) = offered.failed_from {
+            if policy == SlowClientPolicy::Disconnect {
+                tracing::info!(uid = %connection.uid, connection = connection.id, "slow client disconnected");
+            }
+            tally.failed.extend(
+                events[from..]
+                    .iter()
+                    .map(|event| (Arc::clone(&connection.uid), event.clone())),
+            );
+        }
+        if let (true, SlowClientPolicy::Wait { timeout, retries }) =
+            (offered.start_watchdog, policy)
+        {
+            self.spawn_watchdog(Arc::clone(connection), timeout, retries);
+        }
+    }
+
+    /// Broadcasts to every connection, over several tasks when there are many.
+    async fn broadcast(self: &Arc<Self>, events: Arc<[Bytes]>) -> Tally {
+        let shards = self.registry.shard_count();
+        let workers = (self.registry.connections() / CONNECTIONS_PER_WORKER)
+            .clamp(1, self.config.workers.min(shards));
+        let mut handles = Vec::with_capacity(workers - 1);
+        for worker in 1..workers {
+            let shared = Arc::clone(self);
+            let events = Arc::clone(&events);
+            handles.push(tokio::spawn(async move {
+                shared.deliver_shards(worker, workers, &events)
+            }));
+        }
+        let mut tally = self.deliver_shards(0, workers, &events);
+        for handle in handles {
+            match handle.await {
+                Ok(part) => tally.merge(part),
+                Err(error) => tracing::error!(%error, "a broadcast worker failed"),
+            }
+        }
+        tally
+    }
+
+    /// Delivers to the shards `first`, `first + step`, ...
+    fn deliver_shards(self: &Arc<Self>, first: usize, step: usize, events: &[Bytes]) -> Tally {
+        let mut tally = Tally::default();
+        for index in (first..self.registry.shard_count()).step_by(step) {
+            self.registry.for_shard(index, |connection| {
+                self.deliver(connection, events, &mut tally)
+            });
+        }
+        tally
+    }
+
+    /// Adds a push's outcome to the counters and reports its failures.
+    fn settle(&self, tally: Tally) {
+        self.counters.add_total(tally.total as u64);
+        self.counters.add_success(tally.success as u64);
+        for (uid, event) in &tally.failed {
+            self.report_failed(uid, std::slice::from_ref(event));
+        }
+    }
+
+    /// Counts failed deliveries and hands them to the push-failed handler.
+    fn report_failed(&self, uid: &str, events: &[Bytes]) {
+        if events.is_empty() {
+            return;
+        }
+        self.counters.add_failed(events.len() as u64);
+        for bytes in events {
+            // Failures are rare: rebuild the event from its bytes rather than keep a second copy
+            // of every queued event around for them.
+            let event = decode_event(bytes);
+            tracing::warn!(uid, id = ?event.id, "push failed: the client is too slow");
+            if let Some(handler) = &self.config.push_failed {
+                handler(uid, &event);
+            }
+        }
+    }
+
+    /// Times the events waiting for room at one connection until they get in or run out of
+    /// retries. One task per connection with waiting events, none otherwise.
+    fn spawn_watchdog(
+        self: &Arc<Self>,
+        connection: Arc<Connection>,
+        timeout: std::time::Duration,
+        retries: u32,
+    ) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some(deadline) = connection.next_expiry(timeout) {
+                tokio::time::sleep_until(deadline).await;
+                let expired = connection.expire(Instant::now(), timeout, retries);
+                shared.counters.add_timeout(expired.timeouts);
+                shared.report_failed(&connection.uid, &expired.failed);
+            }
+        });
+    }
+}
+
+/// The event that `bytes` (one encoded event) carries, as a client would see it.
+fn decode_event(bytes: &Bytes) -> Event {
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut decoder = Decoder::new()
+        .max_line_len(usize::MAX)
+        .max_event_len(usize::MAX);
+    loop {
+        match decoder.decode(&mut buf) {
+            Ok(Some(Frame::Event(event))) => return event,
+            Ok(Some(_)) => {}
+            // Unreachable for bytes the encoder wrote; an empty event is still a useful report.
+            Ok(None) | Err(_) => return Event::new(""),
+        }
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.shared.config)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,48 @@
+//! The ssehub server side: a Server-Sent Events hub.
+//!
+//! A [`Hub`] holds every live client connection under the uid your application gave it (any
+//! number per uid: two browser tabs both receive). [`Hub::push`] sends events to some uids,
+//! [`Hub::broadcast`] to everyone. Each event is validated and encoded once; every connection's
+//! bounded queue shares the same bytes, and a [`SlowClientPolicy`] decides what happens when a
+//! client cannot keep up, so memory stays bounded whatever clients do.
+//!
+//! Serve streams with the [`axum`](mod@crate::axum) handlers (feature `axum`, on by default), or
+//! from any server: a [`Subscription`] is both a `Stream` of byte chunks and an
+//! [`http_body::Body`].
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use ssehub_hub::{Event, Hub, axum::SubscriberId};
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let hub = Hub::new();
+//! let app = Router::new()
+//!     // Your auth middleware puts `SubscriberId` into the request's extensions.
+//!     .route("/events", ssehub_hub::axum::events(hub.clone()))
+//!     .route("/push", ssehub_hub::axum::push(hub.clone()));
+//!
+//! hub.push(["u001"], [Event::new("hello")]).await.ok();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+#[cfg(feature = "axum")]
+pub mod axum;
+mod config;
+mod connection;
+mod error;
+mod hub;
+pub mod push_api;
+mod registry;
+mod slow_client;
+mod stats;
+mod subscription;
+
+pub use config::{DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, HubBuilder};
+pub use error::{PushError, SubscribeError};
+pub use hub::{CLOSE_EVENT_TYPE, Hub, PushReceipt};
+pub use slow_client::SlowClientPolicy;
+pub use ssehub_wire::{Event, Utf8Bytes};
+pub use stats::HubStats;
+pub use subscription::{SubscribeOptions, Subscription};

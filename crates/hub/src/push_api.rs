@@ -1,0 +1,366 @@
+//! The seed's JSON push API, independent of any server framework.
+//!
+//! Request: `{"uids":["u001"],"events":[{"id":"1","event":"message","data":"hello"}]}` (no or
+//! empty `uids` broadcasts; `id` and `event` are optional). Response envelope:
+//! `{"code":0,"msg":"ok","data":{"ids":[...],"connections":N,"failed":N}}`, or on error
+//! `{"code":<HTTP status>,"msg":"<what is wrong, naming the field>","data":{}}`.
+//!
+//! `data` that is a JSON string is sent as that text (multi-line text becomes several `data:`
+//! lines); any other JSON value is sent as compact JSON. The seed JSON-encoded strings too, so
+//! `"hello"` arrived with quotes; here it arrives as `hello`.
+//!
+//! ```
+//! use ssehub_hub::push_api::PushRequest;
+//!
+//! let request = PushRequest::from_json(br#"{"uids":["u1"],"events":[{"data":{"n": 1}}]}"#)?;
+//! assert_eq!(request.uids, ["u1"]);
+//! assert_eq!(request.events[0].data, r#"{"n":1}"#);
+//! # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use ssehub_wire::{Event, Utf8Bytes};
+
+use crate::{PushError, PushReceipt};
+
+/// A parsed and checked push request.
+///
+/// ```
+/// let request = ssehub_hub::push_api::PushRequest::from_json(br#"{"events":[{"data":"hi"}]}"#)?;
+/// assert!(request.uids.is_empty()); // a broadcast
+/// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushRequest {
+    /// Who to push to; empty broadcasts.
+    pub uids: Vec<String>,
+    /// What to push, in order.
+    pub events: Vec<Event>,
+}
+
+/// Why a push request body was refused. The message names the offending field as a path
+/// (`events[1].event`), so a publisher can fix its request.
+///
+/// ```
+/// use ssehub_hub::push_api::PushRequest;
+///
+/// let err = PushRequest::from_json(br#"{"events":[{"data":"x","id":"1\n"}]}"#).unwrap_err();
+/// assert!(err.to_string().starts_with("events[0].id: "));
+/// let err = PushRequest::from_json(br#"{"events":[]}"#).unwrap_err();
+/// assert_eq!(err.to_string(), "events: a push needs at least one event");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PushRequestError {
+    /// Not JSON, or a field of the wrong type.
+    Json {
+        /// Where in the document (`events[0].id`, or `.` for the whole body).
+        path: String,
+        /// What the JSON parser said.
+        message: String,
+    },
+    /// An event without `data` (or with `data: null`).
+    MissingData {
+        /// The event's position.
+        index: usize,
+    },
+    /// The request parsed but cannot be pushed: no events, an empty uid, a line break in an id or
+    /// type.
+    Invalid(PushError),
+}
+
+impl fmt::Display for PushRequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json { path, message } if path == "." => {
+                write!(f, "the body is not a valid push request: {message}")
+            }
+            Self::Json { path, message } => write!(f, "{path}: {message}"),
+            Self::MissingData { index } => write!(
+                f,
+                "events[{index}].data: missing; send a string, or any other JSON value"
+            ),
+            Self::Invalid(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PushRequestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Invalid(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<PushError> for PushRequestError {
+    fn from(error: PushError) -> Self {
+        Self::Invalid(error)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(default)]
+    uids: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    events: Option<Vec<RawEvent<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+}
+
+impl PushRequest {
+    /// Parses and checks a push request body. Every event is checked, so a request that parses
+    /// is one [`Hub::push`](crate::Hub::push) accepts (unless the hub is closed).
+    ///
+    /// # Errors
+    ///
+    /// [`PushRequestError`], naming the field.
+    ///
+    /// ```
+    /// use ssehub_hub::push_api::PushRequest;
+    ///
+    /// let request = PushRequest::from_json(br#"{"events":[{"event":"note","data":"a\nb"}]}"#)?;
+    /// assert_eq!(request.events[0].data, "a\nb");
+    /// assert_eq!(request.events[0].event_type(), "note");
+    /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
+    /// ```
+    pub fn from_json(body: &[u8]) -> Result<Self, PushRequestError> {
+        // serde would also read a struct from a JSON array; the API is an object.
+        if let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace())
+            && first != b'{'
+        {
+            {
+                return Err(PushRequestError::Json {
+                    path: ".".to_owned(),
+                    message: "expected a JSON object: {\"uids\":[...],\"events\":[...]}".to_owned(),
+                });
+            }
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let raw: RawRequest<'_> =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+                let path = error.path().to_string();
+                PushRequestError::Json {
+                    // `?` is where the parser lost its place (cut-off JSON): the body as a whole.
+                    path: if path == "?" { ".".to_owned() } else { path },
+                    message: error.inner().to_string(),
+                }
+            })?;
+        deserializer.end().map_err(|error| PushRequestError::Json {
+            path: ".".to_owned(),
+            message: error.to_string(),
+        })?;
+
+        let uids = raw.uids.unwrap_or_default();
+        if let Some(index) = uids.iter().position(String::is_empty) {
+            return Err(PushError::EmptyUid { index }.into());
+        }
+        let raw_events = raw.events.unwrap_or_default();
+        if raw_events.is_empty() {
+            return Err(PushError::NoEvents.into());
+        }
+        let mut events = Vec::with_capacity(raw_events.len());
+        for (index, raw) in raw_events.into_iter().enumerate() {
+            let data = raw.data.ok_or(PushRequestError::MissingData { index })?;
+            let mut event = Event::new(event_data(data));
+            // An empty id or type means "not given": the hub assigns an id, the type is `message`.
+            event.id = raw.id.filter(|id| !id.is_empty()).map(Utf8Bytes::from);
+            event.event = raw
+                .event
+                .filter(|event| !event.is_empty())
+                .map(Utf8Bytes::from);
+            event
+                .validate()
+                .map_err(|source| PushError::InvalidEvent { index, source })?;
+            events.push(event);
+        }
+        Ok(Self { uids, events })
+    }
+}
+
+/// A JSON string's text, or any other value as compact JSON.
+fn event_data(data: &RawValue) -> String {
+    let raw = data.get();
+    if raw.starts_with('"') {
+        // Already validated as a JSON string by the parser.
+        if let Ok(text) = serde_json::from_str::<String>(raw) {
+            return text;
+        }
+    }
+    compact(raw)
+}
+
+/// Removes the whitespace between JSON tokens, leaving strings and numbers exactly as sent
+/// (re-serialising through `serde_json::Value` would round large numbers).
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The success envelope: `{"code":0,"msg":"ok","data":{"ids":[...],"connections":N,"failed":N}}`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = ssehub_hub::Hub::new();
+/// let receipt = hub.broadcast([ssehub_hub::Event::new("x").with_id("1")]).await.unwrap();
+/// assert_eq!(
+///     ssehub_hub::push_api::ok_envelope(&receipt),
+///     r#"{"code":0,"msg":"ok","data":{"ids":["1"],"connections":0,"failed":0}}"#
+/// );
+/// # }
+/// ```
+pub fn ok_envelope(receipt: &PushReceipt) -> String {
+    #[derive(Serialize)]
+    struct Data<'a> {
+        ids: &'a [String],
+        connections: usize,
+        failed: usize,
+    }
+    envelope_json(
+        0,
+        "ok",
+        Data {
+            ids: &receipt.ids,
+            connections: receipt.connections,
+            failed: receipt.failed,
+        },
+    )
+}
+
+/// The error envelope: `{"code":<status>,"msg":<message>,"data":{}}`.
+///
+/// ```
+/// assert_eq!(
+///     ssehub_hub::push_api::error_envelope(400, "events: a push needs at least one event"),
+///     r#"{"code":400,"msg":"events: a push needs at least one event","data":{}}"#
+/// );
+/// ```
+pub fn error_envelope(code: u16, message: &str) -> String {
+    #[derive(Serialize)]
+    struct Empty {}
+    envelope_json(code, message, Empty {})
+}
+
+/// Serialises the envelope with its fields in the seed's order.
+fn envelope_json(code: u16, msg: &str, data: impl Serialize) -> String {
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        code: u16,
+        msg: &'a str,
+        data: T,
+    }
+    // Serialising plain structs of strings and numbers cannot fail.
+    serde_json::to_string(&Envelope { code, msg, data }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_keeps_strings_and_numbers() {
+        assert_eq!(
+            compact(
+                "{ \"a b\" : [1, 2.50, 123456789012345678901234567890],\n \"c\":\"x \\\" y\" }"
+            ),
+            "{\"a b\":[1,2.50,123456789012345678901234567890],\"c\":\"x \\\" y\"}"
+        );
+    }
+
+    #[test]
+    fn data_string_is_sent_verbatim_other_values_compact() {
+        let request = PushRequest::from_json(
+            br#"{"events":[{"data":"he said \"hi\"\nbye"},{"data":[1, {"k": true}]},{"data":17},{"data":""}]}"#,
+        )
+        .unwrap();
+        let data: Vec<&str> = request.events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["he said \"hi\"\nbye", r#"[1,{"k":true}]"#, "17", ""]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "the body is not a valid push request"),
+            (b"{", "the body is not a valid push request"),
+            (b"[]", "the body is not a valid push request"),
+            (
+                br#"{"events":[{"data":"x"}]} trailing"#,
+                "the body is not a valid push request",
+            ),
+            (
+                br#"{"uids":"u1","events":[{"data":"x"}]}"#,
+                "uids: invalid type",
+            ),
+            (
+                br#"{"uids":[1],"events":[{"data":"x"}]}"#,
+                "uids[0]: invalid type",
+            ),
+            (
+                br#"{"uids":[""],"events":[{"data":"x"}]}"#,
+                "uids[0]: a uid must not be empty",
+            ),
+            (
+                br#"{"events":[{"data":"x"},{"data":"y","id":5}]}"#,
+                "events[1].id: invalid type",
+            ),
+            (
+                br#"{"events":[{"data":"x","event":"a\rb"}]}"#,
+                "events[0].event: event type contains a line break",
+            ),
+            (
+                br#"{"events":[{"data":"x","id":"a\u0000b"}]}"#,
+                "events[0].id: id contains a NUL",
+            ),
+            (br#"{"events":[{"event":"x"}]}"#, "events[0].data: missing"),
+            (br#"{"events":[{"data":null}]}"#, "events[0].data: missing"),
+            (
+                br#"{"uids":["a"]}"#,
+                "events: a push needs at least one event",
+            ),
+            (
+                br#"{"events":[]}"#,
+                "events: a push needs at least one event",
+            ),
+        ];
+        for (body, expected) in cases {
+            let message = PushRequest::from_json(body).unwrap_err().to_string();
+            assert!(
+                message.starts_with(expected),
+                "{:?}: got {message:?}, expected it to start with {expected:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Who is connected: connections by uid, in shards so that no lock is global.
+
+use std::collections::HashMap;
+use std::collections::hash_map::{Entry, RandomState};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::connection::Connection;
+
+type Shard = HashMap<Arc<str>, Vec<Arc<Connection>>>;
+
+/// Connections by uid. A uid's connections live in one shard picked by hashing the uid, so a
+/// uni-cast locks one shard and a broadcast locks each shard in turn; connects and disconnects
+/// on other shards never wait. Locks are never held across an `.await`.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    connections: AtomicUsize,
+    users: AtomicUsize,
+    next_id: AtomicU64,
+    /// Notified whenever the last connection leaves.
+    emptied: Notify,
+}
+
+impl Registry {
+    pub(crate) fn new(workers: usize) -> Self {
+        // Enough shards that workers rarely meet on one, a power of two for cheap indexing.
+        let shards = (workers * 8).clamp(16, 256).next_power_of_two();
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: RandomState::new(),
+            connections: AtomicUsize::new(0),
+            users: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            emptied: Notify::new(),
+        }
+    }
+
+    fn shard_of(&self, uid: &str) -> MutexGuard<'_, Shard> {
+        let index = self.hasher.hash_one(uid) as usize & (self.shards.len() - 1);
+        self.lock(index)
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        // Shard operations finish or don't start; a panic elsewhere can't leave one half-done.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Registers a new connection for `uid`.
+    pub(crate) fn insert(&self, uid: &str) -> Arc<Connection> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut shard = self.shard_of(uid);
+        let connection = match shard.get_key_value(uid) {
+            // Share the uid's allocation between its connections.
+            Some((key, _)) => Arc::new(Connection::new(id, Arc::clone(key))),
+            None => {
+                self.users.fetch_add(1, Ordering::Relaxed);
+                Arc::new(Connection::new(id, Arc::from(uid)))
+            }
+        };
+        shard
+            .entry(Arc::clone(&connection.uid))
+            .or_default()
+            .push(Arc::clone(&connection));
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        connection
+    }
+
+    /// Removes a connection; removing it twice is harmless.
+    pub(crate) fn remove(&self, connection: &Connection) {
+        let mut shard = self.shard_of(&connection.uid);
+        let Entry::Occupied(mut entry) = shard.entry(Arc::clone(&connection.uid)) else {
+            return;
+        };
+        let list = entry.get_mut();
+        let Some(position) = list.iter().position(|c| c.id == connection.id) else {
+            return;
+        };
+        list.swap_remove(position);
+        if list.is_empty() {
+            entry.remove();
+            self.users.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(shard);
+        if self.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Calls `f` with each connection of `uid`, holding that uid's shard.
+    pub(crate) fn for_uid(&self, uid: &str, mut f: impl FnMut(&Arc<Connection>)) {
+        if let Some(list) = self.shard_of(uid).get(uid) {
+            list.iter().for_each(&mut f);
+        }
+    }
+
+    /// Calls `f` with each connection in shard `index`, holding that shard.
+    pub(crate) fn for_shard(&self, index: usize, mut f: impl FnMut(&Arc<Connection>)) {
+        for list in self.lock(index).values() {
+            list.iter().for_each(&mut f);
+        }
+    }
+
+    /// Every connection, collected so the caller can act without holding shard locks.
+    pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
+        let mut all = Vec::with_capacity(self.connections());
+        for index in 0..self.shards.len() {
+            self.for_shard(index, |connection| all.push(Arc::clone(connection)));
+        }
+        all
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn users(&self) -> usize {
+        self.users.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once no connection is left.
+    pub(crate) async fn until_empty(&self) {
+        loop {
+            // Created before the check so a removal in between still wakes it.
+            let emptied = self.emptied.notified();
+            if self.connections() == 0 {
+                return;
+            }
+            emptied.await;
+        }
+    }
+}

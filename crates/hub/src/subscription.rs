@@ -1,0 +1,247 @@
+//! One client's event stream: the bytes to write to its socket, from any server framework.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use http_body::{Body, Frame};
+use tokio::time::{Duration, Instant, Sleep};
+
+use crate::connection::Connection;
+use crate::hub::Shared;
+
+/// Where a (re)connecting client wants to resume, from the query string or the headers.
+///
+/// The hub keeps both for resending missed events from a store; with the `axum` feature this is
+/// also an extractor (headers win over the query, since a reconnecting browser sends the newer
+/// `Last-Event-ID` header but keeps its original URL).
+///
+/// ```
+/// let options = ssehub_hub::SubscribeOptions::default().last_event_id("01J9Z3");
+/// assert_eq!(options.last_event_id.as_deref(), Some("01J9Z3"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscribeOptions {
+    /// The id of the last event the client saw (`Last-Event-ID` header or `last_event_id` query).
+    pub last_event_id: Option<String>,
+    /// Only resend events of this type (`Event-Type` header or `event_type` query).
+    pub event_type: Option<String>,
+}
+
+impl SubscribeOptions {
+    /// Sets the last event id the client saw.
+    ///
+    /// ```
+    /// let options = ssehub_hub::SubscribeOptions::default().last_event_id("42");
+    /// ```
+    #[must_use]
+    pub fn last_event_id(mut self, id: impl Into<String>) -> Self {
+        self.last_event_id = Some(id.into());
+        self
+    }
+
+    /// Sets the event type to resend.
+    ///
+    /// ```
+    /// let options = ssehub_hub::SubscribeOptions::default().event_type("order");
+    /// ```
+    #[must_use]
+    pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+}
+
+/// A live subscription: the SSE bytes for one client connection, as a [`Stream`] of chunks and
+/// as an [`http_body::Body`], so any server can write it out. Dropping it disconnects the client
+/// from the hub.
+///
+/// The first chunk is a comment (plus `retry:` if configured) so the client sees the stream open
+/// at once; after that, every chunk holds all events queued since the last one, and a heartbeat
+/// comment follows each idle interval. The stream ends when the hub closes or, under
+/// [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect), when the client falls
+/// behind.
+///
+/// ```
+/// use futures_util::StreamExt;
+/// use ssehub_hub::{Event, Hub, SubscribeOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let hub = Hub::new();
+/// let mut stream = hub.subscribe("alice", SubscribeOptions::default()).unwrap();
+/// assert_eq!(stream.next().await.unwrap(), ":ok\n"); // the stream is open
+///
+/// hub.push(["alice"], [Event::new("hi").with_id("1")]).await.unwrap();
+/// assert_eq!(stream.next().await.unwrap(), "id: 1\ndata: hi\n\n");
+/// # }
+/// ```
+pub struct Subscription {
+    shared: Arc<Shared>,
+    connection: Arc<Connection>,
+    options: SubscribeOptions,
+    opening: Option<Bytes>,
+    heartbeat: Option<Heartbeat>,
+    ended: bool,
+}
+
+struct Heartbeat {
+    interval: Duration,
+    timer: Pin<Box<Sleep>>,
+    last_write: Instant,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        connection: Arc<Connection>,
+        options: SubscribeOptions,
+    ) -> Self {
+        let config = &shared.config;
+        let mut opening = BytesMut::from(&b":ok\n"[..]);
+        if let Some(retry) = config.client_retry {
+            opening.extend_from_slice(&ssehub_wire::encode_retry(retry));
+        }
+        let heartbeat = config.heartbeat.map(|interval| {
+            let now = Instant::now();
+            Heartbeat {
+                interval,
+                timer: Box::pin(tokio::time::sleep_until(now + interval)),
+                last_write: now,
+            }
+        });
+        Self {
+            shared,
+            connection,
+            options,
+            opening: Some(opening.freeze()),
+            heartbeat,
+            ended: false,
+        }
+    }
+
+    /// The uid this stream belongs to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let stream = hub.subscribe("alice", Default::default()).unwrap();
+    /// assert_eq!(stream.uid(), "alice");
+    /// # }
+    /// ```
+    pub fn uid(&self) -> &str {
+        &self.connection.uid
+    }
+
+    /// Where the client asked to resume.
+    ///
+    /// ```
+    /// use ssehub_hub::SubscribeOptions;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let stream = hub.subscribe("alice", SubscribeOptions::default().last_event_id("7")).unwrap();
+    /// assert_eq!(stream.options().last_event_id.as_deref(), Some("7"));
+    /// # }
+    /// ```
+    pub fn options(&self) -> &SubscribeOptions {
+        &self.options
+    }
+
+    pub(crate) fn connection_id(&self) -> u64 {
+        self.connection.id
+    }
+
+    /// The next bytes to write, `None` once the stream has ended.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(opening) = self.opening.take() {
+            return Poll::Ready(Some(opening));
+        }
+        match self.connection.poll_drain(cx) {
+            Poll::Ready(Some(drained)) => {
+                if drained.from_overflow > 0 {
+                    self.shared
+                        .counters
+                        .add_success(drained.from_overflow as u64);
+                }
+                if let Some(heartbeat) = &mut self.heartbeat {
+                    // Moving a field instead of re-arming the timer keeps a busy stream cheap.
+                    heartbeat.last_write = Instant::now();
+                }
+                return Poll::Ready(Some(drained.chunk));
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        let Some(heartbeat) = &mut self.heartbeat else {
+            return Poll::Pending;
+        };
+        loop {
+            ready!(heartbeat.timer.as_mut().poll(cx));
+            let due = heartbeat.last_write + heartbeat.interval;
+            let now = Instant::now();
+            if due > now {
+                // Something was written since the timer was set: wait out the rest.
+                heartbeat.timer.as_mut().reset(due);
+                continue;
+            }
+            heartbeat.last_write = now;
+            heartbeat.timer.as_mut().reset(now + heartbeat.interval);
+            return Poll::Ready(Some(ssehub_wire::heartbeat()));
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Bytes;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        self.get_mut().poll_chunk(cx)
+    }
+}
+
+impl Body for Subscription {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .poll_chunk(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.connection.abandon();
+        self.shared.registry.remove(&self.connection);
+        tracing::debug!(uid = %self.connection.uid, connection = self.connection.id, "disconnected");
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("uid", &self.connection.uid)
+            .field("connection", &self.connection.id)
+            .field("options", &self.options)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,185 @@
+//! Shared by the hub's integration tests: a hub served by axum on 127.0.0.1 and an SSE reader.
+#![allow(dead_code)] // each test file uses a different part
+#![allow(clippy::unwrap_used)] // test support: a panic is how a test reports
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ssehub_hub::Hub;
+use ssehub_hub::axum::SubscriberId;
+use ssehub_wire::{Decoder, Event, Frame};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A hub behind a real HTTP server: `GET /events?uid=..` and `POST /push`.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Stands in for an application's auth middleware: the uid comes from the `uid` query parameter.
+async fn uid_from_query(mut request: Request, next: Next) -> Response {
+    let uid = request
+        .uri()
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
+        .unwrap_or("")
+        .to_owned();
+    request.extensions_mut().insert(SubscriberId(uid));
+    next.run(request).await
+}
+
+impl TestServer {
+    pub async fn start(hub: Hub) -> Self {
+        let app = Router::new()
+            .route("/events", ssehub_hub::axum::events(hub.clone()))
+            .route_layer(middleware::from_fn(uid_from_query))
+            .route("/push", ssehub_hub::axum::push(hub.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self { addr, hub, client }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    /// Opens `/events` for `uid` and waits until the stream is open (its first comment).
+    pub async fn subscribe(&self, uid: &str) -> SseStream {
+        self.subscribe_with(&format!("/events?uid={uid}"), &[])
+            .await
+    }
+
+    pub async fn subscribe_with(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> SseStream {
+        let mut request = http::Request::get(self.url(path_and_query));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = within(self.client.request(request.body(Full::default()).unwrap()))
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let mut stream = SseStream {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(),
+            ended: false,
+        };
+        if stream.status == StatusCode::OK {
+            match stream.next_frame().await {
+                Some(Frame::Comment(_)) => {}
+                other => panic!("expected the opening comment, got {other:?}"),
+            }
+        }
+        stream
+    }
+
+    /// POSTs `body` to `/push`; returns the status and the parsed JSON envelope.
+    pub async fn push_json(&self, body: &str) -> (StatusCode, serde_json::Value) {
+        let request = http::Request::post(self.url("/push"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let response = within(self.client.request(request)).await.unwrap();
+        let status = response.status();
+        let bytes = within(response.into_body().collect())
+            .await
+            .unwrap()
+            .to_bytes();
+        let json = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+        (status, json)
+    }
+}
+
+/// An SSE response body read through the ssehub-wire decoder.
+pub struct SseStream {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    body: Incoming,
+    buf: BytesMut,
+    decoder: Decoder,
+    ended: bool,
+}
+
+impl SseStream {
+    /// The next frame, `None` when the server ended the stream. Fails the test after [`PATIENCE`].
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            if self.ended {
+                return self.decoder.decode_eof(&mut self.buf).unwrap();
+            }
+            match within(self.body.frame()).await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(_)) | None => self.ended = true,
+            }
+        }
+    }
+
+    /// The next event, skipping comments; `None` at the end of the stream.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            match self.next_frame().await? {
+                Frame::Event(event) => return Some(event),
+                Frame::Comment(_) | Frame::Retry(_) => {}
+            }
+        }
+    }
+
+    /// The data of the next `n` events.
+    pub async fn next_data(&mut self, n: usize) -> Vec<String> {
+        let mut data = Vec::with_capacity(n);
+        for _ in 0..n {
+            let event = self.next_event().await.expect("the stream ended early");
+            data.push(event.data.as_str().to_owned());
+        }
+        data
+    }
+}
+
+/// Awaits `future`, failing the test if it takes longer than [`PATIENCE`].
+pub async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, future)
+        .await
+        .expect("timed out waiting")
+}
+
+/// Waits until `condition` holds, checking every few milliseconds; fails after [`PATIENCE`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
