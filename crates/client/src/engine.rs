@@ -289,7 +289,7 @@ impl Engine {
     fn stop(&mut self, outcome: Result<StopReason, Error>) -> Step {
         match &outcome {
             Ok(reason) => tracing::debug!(?reason, "stopped"),
-            Err(error) => tracing::error!(%error, "stopped"),
+            Err(error) => tracing::debug!(%error, "stopped"),
         }
         self.state = State::Stopped;
         Step::Stop(outcome)
