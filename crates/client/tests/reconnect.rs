@@ -221,6 +221,22 @@ async fn silent_stream_hits_the_idle_timeout_and_reconnects() {
 }
 
 #[tokio::test]
+async fn idle_timeout_covers_waiting_for_the_response_headers() {
+    let server = Server::start(|request| match request.index {
+        // Reads the request, never answers.
+        0 => vec![Step::Hold],
+        _ => vec![sse_head(), write("data: answered\n\n"), Step::Hold],
+    })
+    .await;
+    let mut events = builder(&server)
+        .idle_timeout(Some(200 * MS))
+        .build_stream()
+        .unwrap();
+    assert_eq!(event(&mut events).await.1, "answered");
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
 async fn heartbeat_comments_keep_the_connection_alive() {
     let mut server = Server::start(|request| match request.index {
         0 => {
@@ -562,6 +578,15 @@ async fn dropping_the_stream_closes_the_connection() {
     assert_eq!(event(&mut events).await.1, "a");
     drop(events);
     assert_eq!(server.closed().await.0, 0);
+}
+
+#[test]
+fn public_types_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ssehub_client::Client>();
+    send_sync::<Error>();
+    send::<EventStream>();
 }
 
 #[test]
