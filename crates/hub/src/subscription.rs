@@ -91,7 +91,8 @@ pub struct Subscription {
 
 struct Heartbeat {
     interval: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first poll, so that subscribing needs no runtime (only serving does).
+    timer: Option<Pin<Box<Sleep>>>,
     last_write: Instant,
 }
 
@@ -106,13 +107,10 @@ impl Subscription {
         if let Some(retry) = config.client_retry {
             opening.extend_from_slice(&ssehub_wire::encode_retry(retry));
         }
-        let heartbeat = config.heartbeat.map(|interval| {
-            let now = Instant::now();
-            Heartbeat {
-                interval,
-                timer: Box::pin(tokio::time::sleep_until(now + interval)),
-                last_write: now,
-            }
+        let heartbeat = config.heartbeat.map(|interval| Heartbeat {
+            interval,
+            timer: None,
+            last_write: Instant::now(),
         });
         Self {
             shared,
@@ -185,17 +183,22 @@ impl Subscription {
         let Some(heartbeat) = &mut self.heartbeat else {
             return Poll::Pending;
         };
+        let interval = heartbeat.interval;
+        let last_write = heartbeat.last_write;
+        let timer = heartbeat
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_write + interval)));
         loop {
-            ready!(heartbeat.timer.as_mut().poll(cx));
+            ready!(timer.as_mut().poll(cx));
             let due = heartbeat.last_write + heartbeat.interval;
             let now = Instant::now();
             if due > now {
                 // Something was written since the timer was set: wait out the rest.
-                heartbeat.timer.as_mut().reset(due);
+                timer.as_mut().reset(due);
                 continue;
             }
             heartbeat.last_write = now;
-            heartbeat.timer.as_mut().reset(now + heartbeat.interval);
+            timer.as_mut().reset(now + heartbeat.interval);
             return Poll::Ready(Some(ssehub_wire::heartbeat()));
         }
     }
@@ -243,5 +246,31 @@ impl fmt::Debug for Subscription {
             .field("options", &self.options)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use crate::{Event, Hub};
+
+    #[test]
+    fn subscribing_needs_no_runtime_and_serving_starts_the_heartbeat() {
+        let hub = Hub::builder()
+            .heartbeat(Some(std::time::Duration::from_millis(10)))
+            .build();
+        let mut stream = hub.subscribe("alice", Default::default()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            assert_eq!(stream.next().await.unwrap(), ":ok\n");
+            assert_eq!(stream.next().await.unwrap(), ":\n"); // after 10 ms of (paused) time
+            hub.broadcast([Event::new("x").with_id("1")]).await.unwrap();
+            assert_eq!(stream.next().await.unwrap(), "id: 1\ndata: x\n\n");
+        });
     }
 }
