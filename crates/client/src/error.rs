@@ -58,7 +58,7 @@ pub enum Error {
     },
     /// No response arrived: the connection was refused, DNS failed, TLS failed, or the
     /// connection broke before the response headers. Retried.
-    #[error("could not connect to {url}: {source}")]
+    #[error("could not connect to {url}: {}", chain(&**.source))]
     Connect {
         /// The URL tried.
         url: String,
@@ -103,7 +103,7 @@ pub enum Error {
     },
     /// Reading the stream failed after it opened (the connection was reset, for instance).
     /// Retried.
-    #[error("stream from {url} broke: {source}")]
+    #[error("stream from {url} broke: {}", chain(&**.source))]
     Body {
         /// The URL of the stream.
         url: String,
@@ -151,6 +151,22 @@ pub enum Error {
     /// [`Client::connect`](crate::Client::connect) was called while the client was running.
     #[error("the client is already connected; call disconnect() first")]
     AlreadyConnected,
+}
+
+/// An error and its sources, since hyper's own message ("client error (Connect)") hides the cause
+/// (refused, DNS, certificate…) in its source chain.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn body_suffix(body: &str) -> String {
