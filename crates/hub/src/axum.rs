@@ -26,7 +26,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, FromRequestParts, Query};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Deserialize;
@@ -87,7 +87,8 @@ fn plain(status: StatusCode, message: &str) -> Response {
 
 /// Subscribes `uid` and answers with its event stream: `200`, `Content-Type: text/event-stream`,
 /// `Cache-Control: no-cache` and the hub's extra stream headers. A closed hub answers `204`
-/// (spec-conformant clients stop), a hub closing for restart `503` with `Retry-After`.
+/// (spec-conformant clients stop); a hub closing for restart answers a stream that ends at once,
+/// so clients reconnect after their reconnection time (to this node once it is back, or another).
 ///
 /// Use it from your own handler when the uid does not come from [`SubscriberId`]:
 ///
@@ -116,10 +117,12 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
         }
         Err(SubscribeError::Closed) => StatusCode::NO_CONTENT.into_response(),
         Err(SubscribeError::Restarting) => {
-            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "the hub is restarting");
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            // An empty stream that ends at once: EventSource and ssehub clients reconnect after
+            // their reconnection time (a 503 would make a browser give up for good).
+            let mut response = Response::new(Body::from(":restarting\n"));
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             response
         }
         Err(error @ SubscribeError::EmptyUid) => plain(StatusCode::BAD_REQUEST, &error.to_string()),

@@ -84,7 +84,8 @@ pub enum SubscribeError {
     /// handler answers `204 No Content`, which stops spec-conformant clients).
     Closed,
     /// The hub was closed with [`Hub::close_for_restart`](crate::Hub::close_for_restart):
-    /// clients should try again, possibly on another node (the axum handler answers `503`).
+    /// clients should try again, possibly on another node (the axum handler answers with a stream
+    /// that ends at once, so that clients reconnect after their reconnection time).
     Restarting,
 }
 
