@@ -230,12 +230,7 @@ impl Client {
             return Ok(());
         }
         // The task ended before a connection opened: its outcome says why.
-        let outcome = done
-            .wait_for(Option::is_some)
-            .await
-            .map(|outcome| outcome.clone())
-            .ok()
-            .flatten();
+        let outcome = finished(&mut done).await;
         match outcome {
             Some(Err(error)) => Err(error),
             Some(Ok(_)) | None => Ok(()),
@@ -291,12 +286,7 @@ impl Client {
         let Some(mut done) = done else {
             return Ok(StopReason::Disconnected);
         };
-        let outcome = done
-            .wait_for(Option::is_some)
-            .await
-            .map(|outcome| outcome.clone())
-            .ok()
-            .flatten();
+        let outcome = finished(&mut done).await;
         outcome.unwrap_or(Ok(StopReason::Disconnected))
     }
 }
@@ -392,4 +382,13 @@ fn report_error(handlers: &RwLock<Handlers>, error: &Error) {
     for callback in callbacks {
         callback(error);
     }
+}
+
+/// Waits for the run's outcome; `None` if the run went away without one.
+async fn finished(done: &mut watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
+    done.wait_for(Option::is_some)
+        .await
+        .map(|outcome| outcome.clone())
+        .ok()
+        .flatten()
 }
