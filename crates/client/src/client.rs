@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use ssehub_wire::{DEFAULT_EVENT_TYPE, Event};
+use ssehub_wire::{DEFAULT_EVENT_TYPE, Event, Utf8Bytes};
 use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::builder::Config;
 use crate::connection::HttpClient;
-use crate::engine::{Engine, Step};
+use crate::engine::{Engine, LastEventId, Step};
 use crate::{ClientBuilder, Error};
 
 /// Why a client stopped for good without an error.
@@ -74,6 +74,7 @@ struct Run {
 /// ```
 pub struct Client {
     config: Arc<Config>,
+    last_event_id: Arc<LastEventId>,
     http: HttpClient,
     handlers: Arc<RwLock<Handlers>>,
     run: Mutex<Option<Run>>,
@@ -104,11 +105,28 @@ impl Client {
 
     pub(crate) fn from_parts(config: Arc<Config>, http: HttpClient) -> Self {
         Self {
+            last_event_id: Arc::new(LastEventId::new(config.last_event_id.clone())),
             config,
             http,
             handlers: Arc::default(),
             run: Mutex::new(None),
         }
+    }
+
+    /// The last event id: what the next reconnection sends as `Last-Event-ID` (empty before
+    /// any). It moves with every event, and with id-only blocks that dispatch nothing; it carries
+    /// over to a later [`Client::connect`], and can be saved to resume in a later process with
+    /// [`ClientBuilder::last_event_id`].
+    ///
+    /// ```
+    /// let client = ssehub_client::ClientBuilder::new("http://127.0.0.1:8080/events")
+    ///     .last_event_id("41")
+    ///     .build()?;
+    /// assert_eq!(client.last_event_id(), "41");
+    /// # Ok::<(), ssehub_client::Error>(())
+    /// ```
+    pub fn last_event_id(&self) -> Utf8Bytes {
+        self.last_event_id.get()
     }
 
     /// Calls `callback` for every event of type `event_type` (`"message"` for events that name
@@ -207,7 +225,12 @@ impl Client {
             }
             let (done_tx, done_rx) = watch::channel(None);
             let stopping = Arc::new(AtomicBool::new(false));
-            let engine = Engine::new(self.config.clone(), self.http.clone(), true);
+            let engine = Engine::new(
+                self.config.clone(),
+                self.http.clone(),
+                true,
+                Arc::clone(&self.last_event_id),
+            );
             let task = Task {
                 engine,
                 opened: Some(opened_tx),

@@ -4,8 +4,8 @@
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use ssehub_wire::{Decoder, Event, Frame};
-use std::sync::Arc;
+use ssehub_wire::{Decoder, Event, Frame, Utf8Bytes};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
 use crate::builder::Config;
@@ -44,8 +44,34 @@ enum State {
     Stopped,
 }
 
+/// The stream's last event id, shared with the API that owns the engine so users can read it
+/// (an id-only block moves it without dispatching anything).
+#[derive(Debug, Default)]
+pub(crate) struct LastEventId(Mutex<Utf8Bytes>);
+
+impl LastEventId {
+    pub(crate) fn new(id: Utf8Bytes) -> Self {
+        Self(Mutex::new(id))
+    }
+
+    pub(crate) fn get(&self) -> Utf8Bytes {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_if_changed(&self, id: &Utf8Bytes) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current != *id {
+            *current = id.clone();
+        }
+    }
+}
+
 pub(crate) struct Engine {
     config: Arc<Config>,
+    last_event_id: Arc<LastEventId>,
     http: HttpClient,
     decoder: Decoder,
     buf: BytesMut,
@@ -61,11 +87,17 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(config: Arc<Config>, http: HttpClient, first_must_open: bool) -> Self {
+    /// An engine resuming from `last_event_id`, which it keeps up to date.
+    pub(crate) fn new(
+        config: Arc<Config>,
+        http: HttpClient,
+        first_must_open: bool,
+        last_event_id: Arc<LastEventId>,
+    ) -> Self {
         let mut decoder = Decoder::new()
             .max_line_len(config.max_line_len)
             .max_event_len(config.max_event_len);
-        decoder.set_last_event_id(config.last_event_id.clone());
+        decoder.set_last_event_id(last_event_id.get());
         let backoff = Backoff::new(
             config.reconnection_time,
             config.max_reconnect_delay,
@@ -74,6 +106,7 @@ impl Engine {
         let target = Target::initial(&config);
         Self {
             config,
+            last_event_id,
             http,
             decoder,
             buf: BytesMut::new(),
@@ -121,7 +154,9 @@ impl Engine {
                             }
                             continue;
                         }
-                        Ok(None) => {}
+                        Ok(None) => self
+                            .last_event_id
+                            .set_if_changed(self.decoder.last_event_id()),
                         Err(source) => {
                             let url = url.clone();
                             return Some(self.stop(Err(Error::Decode { url, source })));
@@ -218,6 +253,8 @@ impl Engine {
     fn frame(&mut self, frame: Frame) -> Option<Step> {
         match frame {
             Frame::Event(event) => {
+                self.last_event_id
+                    .set_if_changed(self.decoder.last_event_id());
                 if self.config.stop_on_close_event && event.event_type() == "close" {
                     tracing::info!("close event: the server asks the client to stop");
                     self.state = State::Stopping(Ok(StopReason::CloseEvent));
@@ -238,6 +275,8 @@ impl Engine {
     fn connection_ended(&mut self, delivered: bool, error: Option<Error>) -> Option<Step> {
         // A half-read event is dropped; the last event id stays.
         self.decoder.reset();
+        self.last_event_id
+            .set_if_changed(self.decoder.last_event_id());
         self.buf.clear();
         let url = self.target.url.to_string();
         if delivered {

@@ -6,11 +6,11 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
-use ssehub_wire::Event;
+use ssehub_wire::{Event, Utf8Bytes};
 
 use crate::builder::Config;
 use crate::connection::HttpClient;
-use crate::engine::{Engine, Step};
+use crate::engine::{Engine, LastEventId, Step};
 use crate::{ClientBuilder, Error};
 
 /// A reconnecting stream of events: `Ok(event)` for each dispatched event, reconnecting
@@ -38,6 +38,7 @@ use crate::{ClientBuilder, Error};
 /// ```
 pub struct EventStream {
     inner: Pin<Box<dyn Stream<Item = Result<Event, Error>> + Send>>,
+    last_event_id: Arc<LastEventId>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -62,8 +63,24 @@ impl EventStream {
         ClientBuilder::new(url).build_stream()
     }
 
+    /// The stream's last event id: what the next reconnection sends as `Last-Event-ID` (empty
+    /// before any). It moves with every event, and with id-only blocks that dispatch nothing;
+    /// save it to resume in a later process with [`ClientBuilder::last_event_id`].
+    ///
+    /// ```
+    /// let events = ssehub_client::ClientBuilder::new("http://127.0.0.1:8080/events")
+    ///     .last_event_id("41")
+    ///     .build_stream()?;
+    /// assert_eq!(events.last_event_id(), "41");
+    /// # Ok::<(), ssehub_client::Error>(())
+    /// ```
+    pub fn last_event_id(&self) -> Utf8Bytes {
+        self.last_event_id.get()
+    }
+
     pub(crate) fn from_parts(config: Arc<Config>, http: HttpClient) -> Self {
-        let engine = Engine::new(config, http, false);
+        let last_event_id = Arc::new(LastEventId::new(config.last_event_id.clone()));
+        let engine = Engine::new(config, http, false, Arc::clone(&last_event_id));
         let inner = futures_util::stream::unfold(engine, |mut engine| async move {
             loop {
                 match engine.next().await? {
@@ -76,6 +93,7 @@ impl EventStream {
         Self {
             // Fused: polling again after the end returns the end again instead of panicking.
             inner: Box::pin(inner.fuse()),
+            last_event_id,
         }
     }
 }

@@ -252,3 +252,37 @@ async fn wait_before_connect_resolves_at_once() {
     let client = Client::new("http://127.0.0.1:9/events").unwrap();
     assert_eq!(wait(&client).await.unwrap(), StopReason::Disconnected);
 }
+
+#[tokio::test]
+async fn last_event_id_follows_id_only_blocks_and_carries_over_to_the_next_connect() {
+    let mut server = Server::start(|request| match request.index {
+        0 => vec![sse_head(), write("id: 1\ndata: a\n\nid: 9\n\n"), Step::Hold],
+        _ => vec![sse_head(), Step::Hold],
+    })
+    .await;
+    let client = builder(&server).build().unwrap();
+    assert_eq!(client.last_event_id(), "");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    client.on_message(move |event| {
+        let _ = tx.send(event.data.to_string());
+    });
+    client.connect().await.unwrap();
+    assert_eq!(recv(&mut rx).await, "a");
+    // The id-only block dispatches nothing but moves the position.
+    let deadline = Instant::now() + PATIENCE;
+    while client.last_event_id() != "9" {
+        assert!(
+            Instant::now() < deadline,
+            "last_event_id stayed {:?}",
+            client.last_event_id()
+        );
+        tokio::time::sleep(MS).await;
+    }
+    client.disconnect();
+    assert_eq!(wait(&client).await.unwrap(), StopReason::Disconnected);
+
+    client.connect().await.unwrap();
+    assert_eq!(server.request().await.header("last-event-id"), None);
+    assert_eq!(server.request().await.header("last-event-id"), Some("9"));
+    client.disconnect();
+}
