@@ -106,10 +106,8 @@ fn plain(status: StatusCode, message: &str) -> Response {
 pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response {
     match hub.subscribe(uid, options) {
         Ok(subscription) => {
-            let mut response = Response::new(Body::new(subscription));
+            let mut response = event_stream(Body::new(subscription));
             let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             for (name, value) in &hub.config().stream_headers {
                 headers.insert(name, value.clone());
             }
@@ -119,14 +117,19 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
         Err(SubscribeError::Restarting) => {
             // An empty stream that ends at once: EventSource and ssehub clients reconnect after
             // their reconnection time (a 503 would make a browser give up for good).
-            let mut response = Response::new(Body::from(":restarting\n"));
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
+            event_stream(Body::from(":restarting\n"))
         }
         Err(error @ SubscribeError::EmptyUid) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
     }
+}
+
+/// A `200` event-stream response with `body`.
+fn event_stream(body: Body) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// A `GET` route serving the event stream of the uid in the request's [`SubscriberId`]

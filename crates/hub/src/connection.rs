@@ -41,6 +41,23 @@ struct Waiting {
     timeouts: u32,
 }
 
+impl Outbox {
+    /// Closes the outbox and frees what it holds (empty deques own no memory).
+    fn discard(&mut self) {
+        self.closed = true;
+        self.queue = VecDeque::new();
+        self.overflow = VecDeque::new();
+        self.last = None;
+    }
+}
+
+impl Waiting {
+    /// When the current wait for room runs out.
+    fn deadline(&self, timeout: Duration) -> Instant {
+        self.since + timeout * (self.timeouts + 1)
+    }
+}
+
 /// What happened to a push's events at one connection.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Offered {
@@ -124,9 +141,7 @@ impl Connection {
                     }
                     SlowClientPolicy::Disconnect => {
                         // Drop what it has not read: the client resumes from its Last-Event-ID.
-                        outbox.queue = VecDeque::new();
-                        outbox.overflow = VecDeque::new();
-                        outbox.closed = true;
+                        outbox.discard();
                         offered.failed_from = Some(index);
                         break;
                     }
@@ -212,10 +227,7 @@ impl Connection {
     /// The stream went away: drop everything still queued.
     pub(crate) fn abandon(&self) {
         let mut outbox = self.outbox();
-        outbox.closed = true;
-        outbox.queue = VecDeque::new();
-        outbox.overflow = VecDeque::new();
-        outbox.last = None;
+        outbox.discard();
         outbox.reader = None;
     }
 
@@ -223,10 +235,7 @@ impl Connection {
     /// cleared, once nothing waits: the watchdog then stops and the next wait starts a new one.
     pub(crate) fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
         let mut outbox = self.outbox();
-        let deadline = outbox
-            .overflow
-            .front()
-            .map(|front| front.since + timeout * (front.timeouts + 1));
+        let deadline = outbox.overflow.front().map(|front| front.deadline(timeout));
         if deadline.is_none() {
             outbox.watchdog = false;
         }
@@ -238,9 +247,7 @@ impl Connection {
         let mut expired = Expired::default();
         let mut outbox = self.outbox();
         for waiting in &mut outbox.overflow {
-            while waiting.timeouts < retries
-                && now >= waiting.since + timeout * (waiting.timeouts + 1)
-            {
+            while waiting.timeouts < retries && now >= waiting.deadline(timeout) {
                 waiting.timeouts += 1;
                 expired.timeouts += 1;
             }
