@@ -1,0 +1,697 @@
+#!/usr/bin/env python3
+"""Runs the comparison benchmark of issue 6: ssehub against its baselines, on equal terms.
+
+    python3 bench/run.py                        # everything: builds, 3 servers x 4 scenarios x 3 runs
+    python3 bench/run.py --servers ssehub,axum-broadcast --scenarios a,b --runs 1 --duration 5
+    python3 bench/run.py --smoke                # one push to one subscriber per server, no load
+
+For each scenario, each run and each server (in that order, so that slow drift of a shared machine
+touches every server alike) it starts a fresh server pinned to core 0 (`taskset -c 0`), waits until
+its port accepts, runs `ssehub bench` pinned to core 1 (`taskset -c 1`) with the server's pid, and
+stops the server. The generator's JSON line of every run goes to bench/results/<timestamp>.jsonl;
+the medians go to stdout as a markdown table, with the ratios of ssehub against each baseline.
+
+Standard library only. Servers are stopped at the end, on errors and on Ctrl+C too. All traffic
+goes to 127.0.0.1. See bench/README.md for the method and what the columns mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+
+# The event's data: `{seq} {ts}` first (the generator reads them back), padded to 100 bytes.
+DATA_PREFIX = "{seq} {ts} "
+DATA_PADDING = "x" * (100 - len("123456 1700000000000000000 "))
+DATA_TEMPLATE = DATA_PREFIX + DATA_PADDING
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the issue's table."""
+
+    key: str
+    clients: int
+    rate: int  # pushes per second; 0 = idle connections, memory only
+    title: str
+
+
+SCENARIOS = {
+    "a": Scenario("a", 1_000, 200, "1,000 clients x 200 pushes/s"),
+    "b": Scenario("b", 1_000, 1_000, "1,000 clients x 1,000 pushes/s"),
+    "c": Scenario("c", 10_000, 10, "10,000 clients x 10 pushes/s"),
+    "d": Scenario("d", 10_000, 0, "10,000 idle connections (memory)"),
+}
+
+
+@dataclass
+class Server:
+    """How to start one server and push to it."""
+
+    name: str
+    port: int
+    body: str
+    headers: list[str] = field(default_factory=list)
+
+    def command(self, paths: dict[str, Path], workdir: Path) -> list[str]:
+        if self.name == "ssehub":
+            return [str(paths["ssehub-server"])]
+        if self.name == "axum-broadcast":
+            return [str(paths["axum-broadcast"])]
+        if self.name == "nginx-nchan":
+            return [str(BENCH / "nchan" / "run-nginx.sh"), str(self.port), str(workdir)]
+        raise ValueError(self.name)
+
+    def sse_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/events"
+
+    def push_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/push"
+
+
+def make_servers(port_base: int) -> dict[str, Server]:
+    ssehub_body = json.dumps({"events": [{"data": DATA_TEMPLATE}]}, separators=(",", ":"))
+    return {
+        # The hub's example server: JSON push API, no `uids` broadcasts to every connection.
+        "ssehub": Server("ssehub", port_base, ssehub_body, ["Content-Type: application/json"]),
+        # The raw body is the event's data.
+        "axum-broadcast": Server("axum-broadcast", port_base + 1, DATA_TEMPLATE),
+        "nginx-nchan": Server("nginx-nchan", port_base + 2, DATA_TEMPLATE),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+class Processes:
+    """The processes this script started; `stop_all` ends each one's process group by its id."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        # Its own session (and so process group): Ctrl+C in the terminal reaches only this script,
+        # which then stops the group, nginx's master and worker alike.
+        process = subprocess.Popen(argv, start_new_session=True, preexec_fn=raise_nofile, **kwargs)
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen, grace: float = 5.0) -> None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait(timeout=grace)
+        else:
+            # The leader is gone; a child of it (nginx's worker) may not be.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(self.running):
+            self.stop(process)
+
+
+def raise_nofile() -> None:
+    """Children may open as many files as the hard limit allows (10,000 clients need it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before accepting")
+        if port_accepts(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not accept within {timeout:.0f} s")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces; the ppid follows the state.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def work_pid(server: Server, process: subprocess.Popen, timeout: float = 5.0) -> int:
+    """The pid that does the work: the process itself, or nginx's only worker."""
+    if server.name != "nginx-nchan":
+        return process.pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = children_of(process.pid)
+        if len(workers) == 1:
+            return workers[0]
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx's master {process.pid} has no single worker: {children_of(process.pid)}")
+
+
+def start_server(
+    server: Server, paths: dict[str, Path], procs: Processes, logdir: Path, label: str
+) -> tuple[subprocess.Popen, int, Path]:
+    """Starts `server` pinned to core 0 and waits until it accepts; returns it, the pid that does
+    the work and its temp dir (remove it after stopping the server)."""
+    if port_accepts(server.port):
+        raise RuntimeError(
+            f"something already listens on 127.0.0.1:{server.port}; stop it or pick --port-base"
+        )
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
+    env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn")
+    argv = ["taskset", "-c", "0", *server.command(paths, workdir)]
+    process = None
+    try:
+        with open(logdir / f"{label}.log", "wb") as log:
+            process = procs.start(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        wait_for_port(server.port, process)
+        return process, work_pid(server, process), workdir
+    except BaseException:
+        if process is not None:
+            procs.stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def cargo_target_dir() -> Path:
+    if os.environ.get("CARGO_TARGET_DIR"):
+        return Path(os.environ["CARGO_TARGET_DIR"]).resolve()
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )
+    return Path(json.loads(meta.stdout)["target_directory"])
+
+
+def build(skip: bool) -> dict[str, Path]:
+    if not skip:
+        for argv in (
+            ["cargo", "build", "--release", "-p", "ssehub", "-p", "axum-broadcast"],
+            ["cargo", "build", "--release", "-p", "ssehub-hub", "--example", "server"],
+        ):
+            print("+", " ".join(argv), file=sys.stderr, flush=True)
+            subprocess.run(argv, cwd=ROOT, check=True)
+    release = cargo_target_dir() / "release"
+    return {
+        "generator": release / "ssehub",
+        "ssehub-server": release / "examples" / "server",
+        "axum-broadcast": release / "axum-broadcast",
+    }
+
+
+def check_generator(generator: Path) -> None:
+    help_text = subprocess.run(
+        [str(generator), "bench", "--help"], capture_output=True, text=True
+    )
+    if help_text.returncode != 0 or "--sse-url" not in help_text.stdout:
+        sys.exit(
+            f"error: {generator} has no `bench` subcommand yet (`ssehub bench --help` failed);"
+            " build it from main (cargo build --release -p ssehub) or give --generator"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
+def run_generator(
+    args: argparse.Namespace, generator: Path, server: Server, scenario: Scenario, pid: int,
+    procs: Processes, log_path: Path,
+) -> tuple[dict | None, float, str]:
+    argv = [
+        "taskset", "-c", "1", str(generator), "bench",
+        "--sse-url", server.sse_url(),
+        "--clients", str(scenario.clients),
+        "--rate", str(scenario.rate),
+        "--duration", str(args.duration),
+        "--warmup", str(args.warmup),
+        "--server-pid", str(pid),
+        "--threads", str(args.generator_threads),
+    ]
+    if scenario.rate > 0:
+        argv += ["--push-url", server.push_url(), "--body", server.body]
+        for header in server.headers:
+            argv += ["-H", header]
+    argv += args.generator_arg
+    # The generator's CPU time: what the children reaped meanwhile used. The generator is the only
+    # child reaped during this call (the server is reaped after it).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = procs.start(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        limit = args.duration + args.warmup + 180
+        try:
+            out, _ = process.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            procs.stop(process)
+            return None, 0.0, f"the generator did not finish within {limit} s"
+    procs.running.remove(process)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - started
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    share = cpu / wall if wall > 0 else 0.0
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        return None, share, f"the generator exited with {process.returncode}: {' | '.join(tail)}"
+    return json.loads(lines[-1]), share, ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Smoke test: one subscriber, one push, per server (no generator needed)
+
+
+def smoke(server: Server, seq: int = 7) -> str:
+    """Subscribes with a raw socket, pushes one event, checks that its data comes back."""
+    ts = time.time_ns()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        sock.sendall(
+            b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        seen = b""
+        while b"\r\n\r\n" not in seen:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise RuntimeError(f"subscriber closed: {seen!r}")
+            seen += chunk
+        head = seen.split(b"\r\n", 1)[0]
+        if b" 200 " not in head:
+            raise RuntimeError(f"subscriber got {head!r}")
+        body = server.body.replace("{seq}", str(seq)).replace("{ts}", str(ts))
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        headers = dict(h.split(": ", 1) for h in server.headers)
+        connection.request("POST", "/push", body=body.encode(), headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        if not 200 <= answer.status < 300:
+            raise RuntimeError(f"push answered {answer.status}")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            for line in seen.split(b"\n"):
+                if line.startswith(b"data:"):
+                    runs = re.findall(rb"\d+", line)
+                    if runs[:2] == [str(seq).encode(), str(ts).encode()]:
+                        return f"push {answer.status}, event delivered: {line[:60].decode()}..."
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            seen += chunk
+        raise RuntimeError(f"the event did not arrive; got {seen[-300:]!r}")
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine_line() -> str:
+    cpuinfo: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            cpuinfo.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    model = cpuinfo.get("model name", "unknown CPU")
+    if "cpu family" in cpuinfo:
+        model += f" (family {cpuinfo['cpu family']}, model {cpuinfo.get('model', '?')})"
+    model += f", {platform.machine()}"
+    if "hypervisor" in cpuinfo.get("flags", "").split():
+        model += ", virtual machine"
+    distro = ""
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = ", " + line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    versions = []
+    for argv in (["rustc", "--version"], ["nginx", "-v"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            versions.append((done.stdout or done.stderr).strip().replace("nginx version: ", ""))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:
+        nchan = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "libnginx-mod-nchan"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        if nchan:
+            versions.append(f"nchan {nchan}")
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{model}, {os.cpu_count()} cores{mem}, Linux {platform.release()}{distro}, "
+        f"{'; '.join(versions)}, {date}"
+    )
+
+
+def si(value: float | None) -> str:
+    if value is None:
+        return "–"
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 1000:
+        return f"{value / 1000:.3g} s"
+    return f"{value:.3g} ms"
+
+
+def kib(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1024:.1f} KiB"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or theirs == 0:
+        return "–"
+    return f"{ours / theirs:.2f}×"
+
+
+def metrics(record: dict) -> dict[str, float | None]:
+    """The figures of one run that the table shows."""
+    result = record.get("result") or {}
+    server = result.get("server") or {}
+    latency = result.get("latency_ms") or {}
+    expected = result.get("deliveries_expected") or 0
+    duration = record["duration"]
+    rate = record["rate"]
+    return {
+        "efficiency": server.get("efficiency") if rate else None,
+        "delivered": result.get("deliveries_per_sec") if rate else None,
+        "p99": latency.get("p99") if rate else None,
+        "loss": (result.get("lost", 0) / expected) if rate and expected else None,
+        "bytes": server.get("bytes_per_connection"),
+        "server_cpu": (server["cpu_secs"] / duration) if "cpu_secs" in server else None,
+        "generator_cpu": record.get("generator_cpu_share"),
+        "connected": result.get("clients_connected"),
+    }
+
+
+def median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def span(values: list[float | None], fmt) -> str:
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return ""
+    return f" ({fmt(min(present))}–{fmt(max(present))})"
+
+
+def loss(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "0" if value == 0 else f"{value * 100:.2g}%"
+
+
+def report(records: list[dict], scenarios: list[Scenario], servers: list[str], machine: str) -> str:
+    """The markdown table of medians, with the ratio rows of ssehub against each baseline."""
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| scenario | server | efficiency (deliveries/CPU-s) | delivered/s | p99 | lost "
+        "| memory/conn (PSS) | server CPU | generator CPU | clients | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for scenario in scenarios:
+        medians: dict[str, dict[str, float | None]] = {}
+        for name in servers:
+            runs = [r for r in records if r["scenario"] == scenario.key and r["server"] == name]
+            if not runs:
+                continue
+            ok = [metrics(r) for r in runs if r.get("result") and "error" not in r]
+            if not ok:
+                error = runs[-1].get("error", "?").replace("|", "/")
+                lines.append(
+                    f"| {scenario.title} | {name} | failed: {error} | | | | | | | | 0/{len(runs)} |"
+                )
+                continue
+            m = {key: median([x[key] for x in ok]) for key in ok[0]}
+            medians[name] = m
+            cells = [
+                si(m["efficiency"]) + span([x["efficiency"] for x in ok], si),
+                si(m["delivered"]),
+                ms(m["p99"]) + span([x["p99"] for x in ok], ms),
+                loss(m["loss"]),
+                kib(m["bytes"]),
+                pct(m["server_cpu"]),
+                pct(m["generator_cpu"]),
+                si(m["connected"]),
+                f"{len(ok)}/{len(runs)}",
+            ]
+            lines.append(f"| {scenario.title} | {name} | " + " | ".join(cells) + " |")
+        ours = medians.get("ssehub")
+        if not ours:
+            continue
+        for name, theirs in medians.items():
+            if name == "ssehub":
+                continue
+            cells = [
+                ratio(ours["efficiency"], theirs["efficiency"]),
+                ratio(ours["delivered"], theirs["delivered"]),
+                ratio(ours["p99"], theirs["p99"]),
+                "",
+                ratio(ours["bytes"], theirs["bytes"]),
+                "", "", "", "",
+            ]
+            lines.append(f"| {scenario.title} | *ssehub ÷ {name}* | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Medians of the runs, (min–max) where there are several. Efficiency: deliveries per second "
+        "of server CPU time (higher is better). Delivered/s: events received by all clients per "
+        "second. p99: 99th percentile of publish-to-receive latency. Lost: share of the expected "
+        "deliveries that never arrived. Memory/conn: growth of the server's PSS per connection. "
+        "Server CPU: the server's CPU time over the measured duration; generator CPU: the "
+        "generator's CPU time over its whole run (near 100% = that side was the bottleneck). "
+        "Ratio rows: ssehub ÷ baseline (efficiency, delivered/s: above 1 is better; p99, memory: "
+        "below 1 is better).",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario and server (default 3)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds measured per run (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of load before measuring (default 2)")
+    parser.add_argument("--servers", default="ssehub,axum-broadcast,nginx-nchan",
+                        help="comma-separated subset of ssehub,axum-broadcast,nginx-nchan")
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--port-base", type=int, default=18181,
+                        help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2")
+    parser.add_argument("--generator", type=Path, help="the ssehub binary with `bench` (default: the one built)")
+    parser.add_argument("--generator-threads", type=int, default=1,
+                        help="--threads for the generator (default 1: it has one core)")
+    parser.add_argument("--generator-arg", action="append", default=[],
+                        help="an extra argument for `ssehub bench` (repeat for several)")
+    parser.add_argument("--no-build", action="store_true", help="use the binaries already built")
+    parser.add_argument("--smoke", action="store_true",
+                        help="only check that each server delivers one push to one subscriber")
+    parser.add_argument("--results", type=Path, default=BENCH / "results", help="folder for the results")
+    args = parser.parse_args()
+    args.server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in args.server_names if s not in make_servers(0)] + [
+        s for s in args.scenario_keys if s not in SCENARIOS
+    ]
+    if unknown:
+        parser.error(f"unknown server or scenario: {', '.join(unknown)}")
+    if args.runs < 1 or args.duration < 1:
+        parser.error("--runs and --duration must be at least 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    # SIGTERM ends the script like Ctrl+C does, through the `finally` that stops the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl+C too, even where SIGINT was inherited ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if shutil.which("taskset") is None:
+        sys.exit("error: taskset (util-linux) is needed to pin the server and the generator")
+    if "nginx-nchan" in args.server_names and not Path("/usr/lib/nginx/modules/ngx_nchan_module.so").exists():
+        sys.exit("error: nginx-nchan is not installed: run bench/nchan/install.sh (or leave it out with --servers)")
+    if (os.cpu_count() or 1) < 2:
+        print("warning: fewer than 2 cores: the server and the generator share one", file=sys.stderr)
+
+    paths = build(args.no_build)
+    if args.generator:
+        paths["generator"] = args.generator.resolve()
+    needed = {"generator"} if not args.smoke else set()
+    needed |= {"ssehub-server"} if "ssehub" in args.server_names else set()
+    needed |= {"axum-broadcast"} if "axum-broadcast" in args.server_names else set()
+    missing = [str(paths[key]) for key in sorted(needed) if not paths[key].is_file()]
+    if missing:
+        sys.exit(
+            f"error: not built: {', '.join(missing)} (run without --no-build, or set "
+            "CARGO_TARGET_DIR to the target dir the binaries are in)"
+        )
+    servers = make_servers(args.port_base)
+    procs = Processes()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.results.mkdir(parents=True, exist_ok=True)
+    logdir = args.results / f"{stamp}.logs"
+    logdir.mkdir()
+    workdirs: list[Path] = []
+
+    try:
+        if args.smoke:
+            failed = 0
+            for name in args.server_names:
+                server = servers[name]
+                process, pid, workdir = start_server(server, paths, procs, logdir, f"smoke-{name}")
+                workdirs.append(workdir)
+                try:
+                    print(f"{name} (pid {pid}, port {server.port}): {smoke(server)}")
+                except Exception as error:  # noqa: BLE001 - reported, then the next server
+                    failed += 1
+                    print(f"{name}: FAILED: {error}")
+                finally:
+                    procs.stop(process)
+            return 1 if failed else 0
+
+        check_generator(paths["generator"])
+        machine = machine_line()
+        results_path = args.results / f"{stamp}.jsonl"
+        print(f"Machine: {machine}", file=sys.stderr)
+        print(f"results: {results_path}, logs: {logdir}", file=sys.stderr)
+        scenarios = [SCENARIOS[k] for k in args.scenario_keys]
+        records: list[dict] = []
+        with open(results_path, "w") as out:
+            out.write(json.dumps({"machine": machine, "args": sys.argv[1:]}) + "\n")
+            for scenario in scenarios:
+                for run in range(1, args.runs + 1):
+                    for name in args.server_names:
+                        server = servers[name]
+                        label = f"{scenario.key}-{name}-{run}"
+                        record = {
+                            "scenario": scenario.key, "title": scenario.title, "server": name,
+                            "run": run, "clients": scenario.clients, "rate": scenario.rate,
+                            "duration": args.duration, "warmup": args.warmup,
+                        }
+                        process = None
+                        try:
+                            process, pid, workdir = start_server(server, paths, procs, logdir, f"{label}-server")
+                            workdirs.append(workdir)
+                            result, cpu, error = run_generator(
+                                args, paths["generator"], server, scenario, pid, procs,
+                                logdir / f"{label}-generator.log",
+                            )
+                            record.update(result=result, generator_cpu_share=round(cpu, 3))
+                            if process.poll() is not None:
+                                error = error or f"the server exited with {process.returncode} during the run"
+                            if error:
+                                record["error"] = error
+                        except RuntimeError as error:
+                            record["error"] = str(error)
+                        finally:
+                            if process is not None:
+                                procs.stop(process)
+                        records.append(record)
+                        out.write(json.dumps(record) + "\n")
+                        out.flush()
+                        m = metrics(record) if record.get("result") else {}
+                        print(
+                            f"[{label}] "
+                            + (f"error: {record['error']}" if "error" in record else
+                               f"eff {si(m['efficiency'])}/CPU-s, {si(m['delivered'])}/s, "
+                               f"p99 {ms(m['p99'])}, lost {loss(m['loss'])}, mem {kib(m['bytes'])}, "
+                               f"server CPU {pct(m['server_cpu'])}, generator CPU {pct(m['generator_cpu'])}"),
+                            file=sys.stderr, flush=True,
+                        )
+        print(report(records, scenarios, args.server_names, machine))
+        return 0
+    finally:
+        procs.stop_all()
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
