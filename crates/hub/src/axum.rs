@@ -182,10 +182,10 @@ pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
     };
     match hub.push(request.uids, request.events).await {
         Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
-        Err(PushError::Closed) => envelope(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &PushError::Closed.to_string(),
-        ),
+        Err(error @ (PushError::Closed | PushError::Store(_))) => {
+            // Not the publisher's fault: it may retry (against another node, or later).
+            envelope(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+        }
         Err(error) => envelope(
             StatusCode::BAD_REQUEST,
             &PushRequestError::from(error).to_string(),

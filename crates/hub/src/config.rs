@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ssehub_wire::Event;
 
+use crate::store::Store;
 use crate::{Hub, SlowClientPolicy};
 
 /// Called with the uid and the event for every delivery the slow-client policy gave up on.
@@ -18,6 +19,8 @@ pub const DEFAULT_CONNECTION_BUFFER: usize = 256;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// The default time [`Hub::close`] waits for streams to flush their last events.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many events a resend reads from the store at a time (and writes as one chunk).
+pub const DEFAULT_RESEND_PAGE_SIZE: usize = 256;
 
 /// Everything the hub needs to know, fixed when it is built.
 #[derive(Clone)]
@@ -30,6 +33,9 @@ pub(crate) struct Config {
     pub(crate) close_timeout: Duration,
     pub(crate) stream_headers: HeaderMap,
     pub(crate) push_failed: Option<PushFailedHandler>,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) resend: bool,
+    pub(crate) resend_page_size: usize,
 }
 
 impl Default for Config {
@@ -49,6 +55,9 @@ impl Default for Config {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             stream_headers,
             push_failed: None,
+            store: None,
+            resend: false,
+            resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
         }
     }
 }
@@ -64,6 +73,9 @@ impl fmt::Debug for Config {
             .field("close_timeout", &self.close_timeout)
             .field("stream_headers", &self.stream_headers)
             .field("push_failed", &self.push_failed.is_some())
+            .field("store", &self.store.is_some())
+            .field("resend", &self.resend)
+            .field("resend_page_size", &self.resend_page_size)
             .finish()
     }
 }
@@ -195,6 +207,52 @@ impl HubBuilder {
         F: Fn(&str, &Event) + Send + Sync + 'static,
     {
         self.config.push_failed = Some(Arc::new(handler));
+        self
+    }
+
+    /// Saves every pushed event to `store` before sending it (the seed's `WithStore`): a push
+    /// returns once its events are saved and delivered, and fails, sending nothing, if saving
+    /// fails. Pushes are saved in batches and delivered in the order saved. See [`resend`] for
+    /// what the history is for.
+    ///
+    /// [`resend`]: HubBuilder::resend
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .store(ssehub_hub::store::MemoryStore::new(10_000))
+    ///     .build();
+    /// ```
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.config.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Resend missed events when a client reconnects with a `Last-Event-ID` (the seed's
+    /// `WithEnableResendEvents`; needs a [`store`](HubBuilder::store)). The client gets exactly
+    /// the events after that id that were addressed to its uid or broadcast (only of its
+    /// `event_type` if it gave one), then its live events, with no gap and no duplicate. If the
+    /// id is unknown or older than the store's retention, it gets a
+    /// [`HISTORY_GAP_EVENT_TYPE`](crate::HISTORY_GAP_EVENT_TYPE) event instead. Default: off.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .store(ssehub_hub::store::MemoryStore::new(10_000))
+    ///     .resend(true)
+    ///     .build();
+    /// ```
+    pub fn resend(mut self, enabled: bool) -> Self {
+        self.config.resend = enabled;
+        self
+    }
+
+    /// How many events a resend reads from the store at a time. Default
+    /// [`DEFAULT_RESEND_PAGE_SIZE`]; at least 1.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().resend_page_size(64).build();
+    /// ```
+    pub fn resend_page_size(mut self, events: usize) -> Self {
+        self.config.resend_page_size = events.max(1);
         self
     }
 

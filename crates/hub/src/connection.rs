@@ -20,7 +20,7 @@ pub(crate) struct Connection {
 #[derive(Debug, Default)]
 struct Outbox {
     /// Accepted events, at most the connection buffer.
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Queued>,
     /// Events waiting for room under [`SlowClientPolicy::Wait`], at most the connection buffer.
     overflow: VecDeque<Waiting>,
     /// Written after everything else when the hub closes (the `close` event).
@@ -33,8 +33,16 @@ struct Outbox {
     watchdog: bool,
 }
 
+/// An accepted event and its place in the store's history (0 without a store).
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    event: Bytes,
+}
+
 #[derive(Debug)]
 struct Waiting {
+    seq: u64,
     event: Bytes,
     since: Instant,
     /// Expired waits so far.
@@ -104,9 +112,11 @@ impl Connection {
     }
 
     /// Offers a push's events, in order, under the queue's capacity and the slow-client policy.
+    /// With a store, `first_seq` is the first event's `seq` (the others follow on); 0 without.
     pub(crate) fn offer(
         &self,
         events: &[Bytes],
+        first_seq: u64,
         capacity: usize,
         policy: SlowClientPolicy,
     ) -> Offered {
@@ -118,9 +128,17 @@ impl Connection {
                 return offered;
             }
             for (index, event) in events.iter().enumerate() {
+                let seq = if first_seq == 0 {
+                    0
+                } else {
+                    first_seq + index as u64
+                };
                 // Once anything waits, later events wait behind it so order is kept.
                 if outbox.overflow.is_empty() && outbox.queue.len() < capacity {
-                    outbox.queue.push_back(event.clone());
+                    outbox.queue.push_back(Queued {
+                        seq,
+                        event: event.clone(),
+                    });
                     offered.queued += 1;
                     continue;
                 }
@@ -129,6 +147,7 @@ impl Connection {
                         if retries > 0 && outbox.overflow.len() < capacity =>
                     {
                         outbox.overflow.push_back(Waiting {
+                            seq,
                             event: event.clone(),
                             since: Instant::now(),
                             timeouts: 0,
@@ -182,7 +201,7 @@ impl Connection {
         let chunk = if events == 1 {
             // The common case at low rates: hand over the shared bytes, no copy.
             match outbox.queue.pop_front() {
-                Some(event) => event,
+                Some(queued) => queued.event,
                 None => outbox
                     .overflow
                     .pop_front()
@@ -191,11 +210,11 @@ impl Connection {
             }
         } else {
             // Several events: one write (one HTTP chunk, one syscall) instead of several.
-            let len = outbox.queue.iter().map(Bytes::len).sum::<usize>()
+            let len = outbox.queue.iter().map(|q| q.event.len()).sum::<usize>()
                 + outbox.overflow.iter().map(|w| w.event.len()).sum::<usize>();
             let mut chunk = BytesMut::with_capacity(len);
-            for event in outbox.queue.drain(..) {
-                chunk.extend_from_slice(&event);
+            for queued in outbox.queue.drain(..) {
+                chunk.extend_from_slice(&queued.event);
             }
             for waiting in outbox.overflow.drain(..) {
                 chunk.extend_from_slice(&waiting.event);
@@ -206,6 +225,31 @@ impl Connection {
             chunk,
             from_overflow,
         }))
+    }
+
+    /// Drops the queued events with a `seq` up to `cut`: a resend from the store covered them.
+    /// Returns how many of the dropped ones had waited in the overflow (they count as delivered).
+    pub(crate) fn skip_through(&self, cut: u64) -> usize {
+        let mut outbox = self.outbox();
+        let covered = |seq: u64| seq != 0 && seq <= cut;
+        // Events arrive in `seq` order, so the covered ones are at the front.
+        while outbox
+            .queue
+            .front()
+            .is_some_and(|queued| covered(queued.seq))
+        {
+            outbox.queue.pop_front();
+        }
+        let mut from_overflow = 0;
+        while outbox
+            .overflow
+            .front()
+            .is_some_and(|waiting| covered(waiting.seq))
+        {
+            outbox.overflow.pop_front();
+            from_overflow += 1;
+        }
+        from_overflow
     }
 
     /// Stops accepting events. With `last`, it is written after everything already queued.

@@ -4,6 +4,8 @@ use std::fmt;
 
 use ssehub_wire::EncodeError;
 
+use crate::store::StoreError;
+
 /// Why a push was refused. A refused push sent nothing to anyone.
 ///
 /// ```
@@ -36,6 +38,8 @@ pub enum PushError {
     },
     /// The hub is closed or closing.
     Closed,
+    /// The hub has a store and saving the push failed.
+    Store(StoreError),
 }
 
 impl fmt::Display for PushError {
@@ -50,6 +54,7 @@ impl fmt::Display for PushError {
                 write!(f, "events[{index}].{}: {source}", source.field())
             }
             Self::Closed => f.write_str("the hub is closed; no more pushes are accepted"),
+            Self::Store(error) => write!(f, "nothing was sent: saving the push failed: {error}"),
         }
     }
 }
@@ -58,6 +63,7 @@ impl std::error::Error for PushError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::InvalidEvent { source, .. } => Some(source),
+            Self::Store(source) => Some(source),
             _ => None,
         }
     }

@@ -12,7 +12,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::registry::Registry;
+use crate::sequencer::Sequencer;
 use crate::stats::Counters;
+use crate::store::Recipients;
 use crate::{
     HubBuilder, HubStats, PushError, SlowClientPolicy, SubscribeError, SubscribeOptions,
     Subscription,
@@ -71,6 +73,8 @@ pub(crate) struct Shared {
     /// Pushes in progress, so that closing waits for them.
     pushes: TaskTracker,
     close_event: Bytes,
+    /// Saves and orders pushes when the hub has a store.
+    pub(crate) sequencer: Option<Sequencer>,
 }
 
 /// What a successful push did.
@@ -97,11 +101,21 @@ pub struct PushReceipt {
 
 /// Deliveries made by one task of a push, summed at the end.
 #[derive(Debug, Default)]
-struct Tally {
+pub(crate) struct Tally {
     total: usize,
     success: usize,
     connections: usize,
     failed: Vec<(Arc<str>, Bytes)>,
+}
+
+/// A validated push, ready to save and send.
+struct Prepared {
+    /// Each event's id, as the receipt reports them.
+    ids: Vec<String>,
+    /// The events with their ids, for the store (empty without one).
+    events: Vec<Event>,
+    /// The events as sent, encoded once.
+    encoded: Arc<[Bytes]>,
 }
 
 impl Tally {
@@ -143,9 +157,11 @@ impl Hub {
             .with_event(CLOSE_EVENT_TYPE)
             .encode()
             .unwrap_or_default();
+        let sequencer = config.store.clone().map(Sequencer::new);
         Self {
             shared: Arc::new(Shared {
                 registry: Registry::new(config.workers),
+                sequencer,
                 config,
                 counters: Counters::default(),
                 ids: Mutex::new(ulid::Generator::new()),
@@ -203,21 +219,20 @@ impl Hub {
         if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
             return Err(PushError::EmptyUid { index });
         }
-        let (ids, events) = self.prepare(events)?;
+        let prepared = self.prepare(events, shared.sequencer.is_some())?;
+        let ids = prepared.ids;
 
-        let tally = if uids.is_empty() {
-            shared.broadcast(events).await
+        let tally = if let Some(sequencer) = &shared.sequencer {
+            let recipients = Recipients::uids(&uids);
+            sequencer
+                .push(shared, recipients, prepared.events, prepared.encoded)
+                .await?
         } else {
             let mut uids: Vec<&str> = uids.iter().map(AsRef::as_ref).collect();
             uids.sort_unstable();
             uids.dedup();
-            let mut tally = Tally::default();
-            for uid in uids {
-                shared.registry.for_uid(uid, |connection| {
-                    shared.deliver(connection, &events, &mut tally)
-                });
-            }
-            tally
+            let uids = (!uids.is_empty()).then_some(&uids[..]);
+            shared.fan_out(uids, &prepared.encoded, 0).await
         };
         let failed = tally.failed.len();
         let connections = tally.connections;
@@ -249,15 +264,17 @@ impl Hub {
     }
 
     /// Assigns missing ids and encodes every event, refusing the whole push on the first bad one.
-    /// Returns the ids and the encoded events: from here on an event exists only as its bytes,
-    /// so a queued event costs its wire size once, whatever the number of connections.
+    /// From here on an event travels only as its bytes, so a queued event costs its wire size
+    /// once, whatever the number of connections; the events themselves are kept only for a store.
     fn prepare(
         &self,
         events: impl IntoIterator<Item = Event>,
-    ) -> Result<(Vec<String>, Arc<[Bytes]>), PushError> {
+        keep_events: bool,
+    ) -> Result<Prepared, PushError> {
         let mut generator = None;
         let mut ids = Vec::new();
         let mut prepared = Vec::new();
+        let mut kept = Vec::new();
         for (index, mut event) in events.into_iter().enumerate() {
             if event.id.as_ref().is_none_or(|id| id.is_empty()) {
                 let generator = generator.get_or_insert_with(|| {
@@ -282,13 +299,20 @@ impl Hub {
             let bytes = event
                 .encode()
                 .map_err(|source| PushError::InvalidEvent { index, source })?;
-            ids.push(event.id.map(String::from).unwrap_or_default());
+            ids.push(event.id.as_deref().map(String::from).unwrap_or_default());
             prepared.push(bytes);
+            if keep_events {
+                kept.push(event);
+            }
         }
         if prepared.is_empty() {
             return Err(PushError::NoEvents);
         }
-        Ok((ids, prepared.into()))
+        Ok(Prepared {
+            ids,
+            events: kept,
+            encoded: prepared.into(),
+        })
     }
 
     /// Opens a stream for a client of `uid`. Serve the returned [`Subscription`] as the body of a
@@ -442,15 +466,37 @@ impl Hub {
 }
 
 impl Shared {
+    /// Delivers a push's encoded events to every connection of `uids` (sorted, without
+    /// duplicates), or to every connection when `uids` is `None`. `first_seq` is the first
+    /// event's place in the store's history, 0 without a store.
+    pub(crate) async fn fan_out<S: AsRef<str>>(
+        self: &Arc<Self>,
+        uids: Option<&[S]>,
+        events: &Arc<[Bytes]>,
+        first_seq: u64,
+    ) -> Tally {
+        let Some(uids) = uids else {
+            return self.broadcast(events, first_seq).await;
+        };
+        let mut tally = Tally::default();
+        for uid in uids {
+            self.registry.for_uid(uid.as_ref(), |connection| {
+                self.deliver(connection, events, first_seq, &mut tally)
+            });
+        }
+        tally
+    }
+
     /// Offers a push's events to one connection and records the outcome in `tally`.
     fn deliver(
         self: &Arc<Self>,
         connection: &Arc<Connection>,
         events: &[Bytes],
+        first_seq: u64,
         tally: &mut Tally,
     ) {
         let policy = self.config.slow_client;
-        let offered = connection.offer(events, self.config.connection_buffer, policy);
+        let offered = connection.offer(events, first_seq, self.config.connection_buffer, policy);
         if offered.closed {
             return;
         }
@@ -477,19 +523,19 @@ impl Shared {
     }
 
     /// Broadcasts to every connection, over several tasks when there are many.
-    async fn broadcast(self: &Arc<Self>, events: Arc<[Bytes]>) -> Tally {
+    async fn broadcast(self: &Arc<Self>, events: &Arc<[Bytes]>, first_seq: u64) -> Tally {
         let shards = self.registry.shard_count();
         let workers = (self.registry.connections() / CONNECTIONS_PER_WORKER)
             .clamp(1, self.config.workers.min(shards));
         let mut handles = Vec::with_capacity(workers - 1);
         for worker in 1..workers {
             let shared = Arc::clone(self);
-            let events = Arc::clone(&events);
+            let events = Arc::clone(events);
             handles.push(tokio::spawn(async move {
-                shared.deliver_shards(worker, workers, &events)
+                shared.deliver_shards(worker, workers, &events, first_seq)
             }));
         }
-        let mut tally = self.deliver_shards(0, workers, &events);
+        let mut tally = self.deliver_shards(0, workers, events, first_seq);
         for handle in handles {
             match handle.await {
                 Ok(part) => tally.merge(part),
@@ -500,11 +546,17 @@ impl Shared {
     }
 
     /// Delivers to the shards `first`, `first + step`, ...
-    fn deliver_shards(self: &Arc<Self>, first: usize, step: usize, events: &[Bytes]) -> Tally {
+    fn deliver_shards(
+        self: &Arc<Self>,
+        first: usize,
+        step: usize,
+        events: &[Bytes],
+        first_seq: u64,
+    ) -> Tally {
         let mut tally = Tally::default();
         for index in (first..self.registry.shard_count()).step_by(step) {
             self.registry.for_shard(index, |connection| {
-                self.deliver(connection, events, &mut tally)
+                self.deliver(connection, events, first_seq, &mut tally)
             });
         }
         tally

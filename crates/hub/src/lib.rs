@@ -35,13 +35,20 @@ mod error;
 mod hub;
 pub mod push_api;
 mod registry;
+mod resend;
+mod sequencer;
 mod slow_client;
 mod stats;
+pub mod store;
 mod subscription;
 
-pub use config::{DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, HubBuilder};
+pub use config::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_RESEND_PAGE_SIZE,
+    HubBuilder,
+};
 pub use error::{PushError, SubscribeError};
 pub use hub::{CLOSE_EVENT_TYPE, Hub, PushReceipt};
+pub use resend::HISTORY_GAP_EVENT_TYPE;
 pub use slow_client::SlowClientPolicy;
 pub use ssehub_wire::{Event, Utf8Bytes};
 pub use stats::HubStats;

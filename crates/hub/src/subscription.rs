@@ -13,6 +13,7 @@ use tokio::time::{Duration, Instant, Sleep};
 
 use crate::connection::Connection;
 use crate::hub::Shared;
+use crate::resend::{Replay, Step};
 
 /// Where a (re)connecting client wants to resume, from the query string or the headers.
 ///
@@ -85,6 +86,8 @@ pub struct Subscription {
     connection: Arc<Connection>,
     options: SubscribeOptions,
     opening: Option<Bytes>,
+    /// Missed events being resent from the store, before anything live.
+    replay: Option<Replay>,
     heartbeat: Option<Heartbeat>,
     ended: bool,
 }
@@ -103,6 +106,20 @@ impl Subscription {
         options: SubscribeOptions,
     ) -> Self {
         let config = &shared.config;
+        let replay = match (&shared.sequencer, options.last_event_id.as_deref()) {
+            (Some(sequencer), Some(last_event_id))
+                if config.resend && !last_event_id.is_empty() =>
+            {
+                Some(Replay::new(
+                    Arc::clone(sequencer.store()),
+                    &connection.uid,
+                    last_event_id.to_owned(),
+                    options.event_type.clone().filter(|t| !t.is_empty()),
+                    config.resend_page_size,
+                ))
+            }
+            _ => None,
+        };
         let mut opening = BytesMut::from(&b":ok\n"[..]);
         if let Some(retry) = config.client_retry {
             opening.extend_from_slice(&ssehub_wire::encode_retry(retry));
@@ -117,6 +134,7 @@ impl Subscription {
             connection,
             options,
             opening: Some(opening.freeze()),
+            replay,
             heartbeat,
             ended: false,
         }
@@ -161,6 +179,27 @@ impl Subscription {
         if let Some(opening) = self.opening.take() {
             return Poll::Ready(Some(opening));
         }
+        if let Some(replay) = &mut self.replay {
+            match ready!(replay.poll_step(cx)) {
+                Step::Chunk(chunk) => {
+                    self.wrote();
+                    return Poll::Ready(Some(chunk));
+                }
+                Step::Done { cut } => {
+                    self.replay = None;
+                    if cut > 0 {
+                        let delivered = self.connection.skip_through(cut);
+                        self.shared.counters.add_success(delivered as u64);
+                    }
+                }
+                Step::Failed(error) => {
+                    // Ending makes the client come back with the same Last-Event-ID later.
+                    tracing::warn!(uid = %self.connection.uid, %error, "resend failed; ending the stream");
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
         match self.connection.poll_drain(cx) {
             Poll::Ready(Some(drained)) => {
                 if drained.from_overflow > 0 {
@@ -168,10 +207,7 @@ impl Subscription {
                         .counters
                         .add_success(drained.from_overflow as u64);
                 }
-                if let Some(heartbeat) = &mut self.heartbeat {
-                    // Moving a field instead of re-arming the timer keeps a busy stream cheap.
-                    heartbeat.last_write = Instant::now();
-                }
+                self.wrote();
                 return Poll::Ready(Some(drained.chunk));
             }
             Poll::Ready(None) => {
@@ -200,6 +236,16 @@ impl Subscription {
             heartbeat.last_write = now;
             timer.as_mut().reset(now + heartbeat.interval);
             return Poll::Ready(Some(ssehub_wire::heartbeat()));
+        }
+    }
+}
+
+impl Subscription {
+    /// Notes a write, which postpones the next heartbeat.
+    fn wrote(&mut self) {
+        if let Some(heartbeat) = &mut self.heartbeat {
+            // Moving a field instead of re-arming the timer keeps a busy stream cheap.
+            heartbeat.last_write = Instant::now();
         }
     }
 }

@@ -1,0 +1,424 @@
+//! Persistence and resend: what a reconnecting client gets from the store, that it gets nothing
+//! addressed to someone else, and the handover from replay to live with no gap and no duplicate.
+#![allow(clippy::unwrap_used)] // helpers in test code: a panic is how a test reports
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{TestServer, within};
+use futures_util::StreamExt;
+use http::StatusCode;
+use ssehub_hub::store::{
+    ListQuery, MemoryStore, Page, Record, Retention, Store, StoreError, async_trait,
+};
+use ssehub_hub::{
+    Event, HISTORY_GAP_EVENT_TYPE, Hub, PushError, SlowClientPolicy, SubscribeOptions, Subscription,
+};
+use ssehub_wire::{Decoder, Frame};
+
+/// A subscription read in-process through the wire decoder.
+struct Reader {
+    stream: Subscription,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Reader {
+    fn open(hub: &Hub, uid: &str, options: SubscribeOptions) -> Self {
+        Self {
+            stream: hub.subscribe(uid, options).unwrap(),
+            buf: BytesMut::new(),
+            decoder: Decoder::new(),
+        }
+    }
+
+    fn resume(hub: &Hub, uid: &str, last_event_id: &str) -> Self {
+        Self::open(
+            hub,
+            uid,
+            SubscribeOptions::default().last_event_id(last_event_id),
+        )
+    }
+
+    /// The next event, `None` when the stream ended.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                if let Frame::Event(event) = frame {
+                    return Some(event);
+                }
+            }
+            let chunk = within(self.stream.next()).await?;
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    async fn next_data(&mut self, n: usize) -> Vec<String> {
+        let mut data = Vec::new();
+        for _ in 0..n {
+            data.push(self.next_event().await.unwrap().data.as_str().to_owned());
+        }
+        data
+    }
+}
+
+fn store_hub() -> Hub {
+    Hub::builder()
+        .store(MemoryStore::new(10_000))
+        .resend(true)
+        .heartbeat(None)
+        .build()
+}
+
+/// Pushes `data` to `uids` (broadcast when empty) and returns its id.
+async fn push(hub: &Hub, uids: &[&str], data: &str) -> String {
+    let receipt = hub.push(uids, [Event::new(data)]).await.unwrap();
+    receipt.ids[0].clone()
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_exactly_what_it_missed_then_live_events() {
+    let hub = store_hub();
+    let first = push(&hub, &["alice"], "a1").await;
+    push(&hub, &["bob"], "b1").await;
+    push(&hub, &[], "all1").await;
+    push(&hub, &["alice", "bob"], "ab1").await;
+    push(&hub, &["alice"], "a2").await;
+
+    let mut alice = Reader::resume(&hub, "alice", &first);
+    assert_eq!(alice.next_data(3).await, ["all1", "ab1", "a2"]);
+    push(&hub, &["alice"], "live").await;
+    assert_eq!(alice.next_data(1).await, ["live"]);
+}
+
+#[tokio::test]
+async fn a_uni_cast_event_is_never_resent_to_another_user() {
+    let hub = store_hub();
+    let start = push(&hub, &[], "start").await;
+    for i in 0..50 {
+        push(&hub, &["alice"], &format!("secret-{i}")).await;
+        push(&hub, &["bob"], &format!("bob-{i}")).await;
+    }
+    let end = push(&hub, &[], "end").await;
+    let marker = push(&hub, &["bob"], "marker").await;
+
+    let mut bob = Reader::resume(&hub, "bob", &start);
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("marker") {
+        seen.push(bob.next_event().await.unwrap().data.as_str().to_owned());
+    }
+    assert!(
+        seen.iter().all(|data| !data.starts_with("secret")),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 52); // 50 of bob's, `end`, the marker
+    assert!(!end.is_empty() && !marker.is_empty());
+
+    // Resuming from alice's own event id gives bob nothing of alice's either.
+    let alices = hub
+        .push(["alice"], [Event::new("secret-last")])
+        .await
+        .unwrap()
+        .ids[0]
+        .clone();
+    push(&hub, &["bob"], "after").await;
+    let mut bob = Reader::resume(&hub, "bob", &alices);
+    assert_eq!(bob.next_data(1).await, ["after"]);
+}
+
+#[tokio::test]
+async fn an_unknown_or_expired_id_gets_a_gap_event_then_live_events() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new(3))
+        .resend(true)
+        .heartbeat(None)
+        .build();
+    let oldest = push(&hub, &[], "0").await;
+    for i in 1..5 {
+        push(&hub, &[], &i.to_string()).await;
+    }
+    for last_event_id in ["never-sent", oldest.as_str()] {
+        let mut client = Reader::resume(&hub, "alice", last_event_id);
+        let gap = client.next_event().await.unwrap();
+        assert_eq!(gap.event_type(), HISTORY_GAP_EVENT_TYPE);
+        let data: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+        assert_eq!(data["last_event_id"], last_event_id);
+        push(&hub, &[], "live").await;
+        assert_eq!(client.next_data(1).await, ["live"]);
+    }
+}
+
+#[tokio::test]
+async fn resend_keeps_only_the_asked_event_type_and_pages_through_long_histories() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new(10_000))
+        .resend(true)
+        .resend_page_size(3)
+        .heartbeat(None)
+        .build();
+    let start = push(&hub, &[], "start").await;
+    for i in 0..40 {
+        let event_type = if i % 2 == 0 { "order" } else { "chat" };
+        hub.push(
+            ["alice"],
+            [Event::new(format!("{event_type}-{i}")).with_event(event_type)],
+        )
+        .await
+        .unwrap();
+    }
+    let mut orders = Reader::open(
+        &hub,
+        "alice",
+        SubscribeOptions::default()
+            .last_event_id(&start)
+            .event_type("order"),
+    );
+    let expected: Vec<String> = (0..40).step_by(2).map(|i| format!("order-{i}")).collect();
+    assert_eq!(orders.next_data(20).await, expected);
+
+    let mut everything = Reader::resume(&hub, "alice", &start);
+    assert_eq!(everything.next_data(40).await.len(), 40);
+}
+
+/// A memory store that lets other tasks run inside every read, as a database round trip
+/// would: pushes then land between the pages of a replay.
+struct YieldingStore(MemoryStore);
+
+#[async_trait]
+impl Store for YieldingStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.0.save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.0.last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        tokio::task::yield_now().await;
+        self.0.seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        tokio::task::yield_now().await;
+        let page = self.0.list_after(query).await;
+        tokio::task::yield_now().await;
+        page
+    }
+}
+
+#[tokio::test]
+async fn pushes_during_a_replay_arrive_once_and_in_order() {
+    // Many clients resume while a pusher keeps going: each must see a gap-free, duplicate-free
+    // run of the pusher's numbers from where it resumed.
+    let hub = Hub::builder()
+        .store(YieldingStore(MemoryStore::new(100_000)))
+        .resend(true)
+        .resend_page_size(7)
+        .heartbeat(None)
+        .connection_buffer(100_000)
+        .build();
+    let mut ids = Vec::new();
+    for n in 0..200u32 {
+        ids.push(push(&hub, &[], &n.to_string()).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let hub = hub.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut n = 200u32;
+            while !stop.load(Ordering::Relaxed) {
+                hub.broadcast([Event::new(n.to_string())]).await.unwrap();
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            n
+        })
+    };
+    let mut readers = Vec::new();
+    for resume_at in (0..200).step_by(9) {
+        let mut reader = Reader::resume(&hub, &format!("u{resume_at}"), &ids[resume_at]);
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 400 {
+                let event = reader.next_event().await.unwrap();
+                got.push(event.data.as_str().parse::<u32>().unwrap());
+            }
+            (resume_at as u32, got)
+        }));
+        tokio::task::yield_now().await;
+    }
+    for reader in readers {
+        let (resume_at, got) = within(reader).await.unwrap();
+        let expected: Vec<u32> = (resume_at + 1..resume_at + 401).collect();
+        assert_eq!(got, expected, "resumed after {resume_at}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    pusher.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_client_cut_off_catches_up_on_reconnect_without_loss() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new(10_000))
+        .resend(true)
+        .slow_client(SlowClientPolicy::Disconnect)
+        .connection_buffer(4)
+        .heartbeat(None)
+        .build();
+    let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
+    for n in 0..3 {
+        push(&hub, &["alice"], &n.to_string()).await;
+    }
+    let mut last_id = String::new();
+    for _ in 0..3 {
+        last_id = slow
+            .next_event()
+            .await
+            .unwrap()
+            .id
+            .unwrap()
+            .as_str()
+            .to_owned();
+    }
+    // It stops reading; the pushes overflow its queue of 4 and it is cut off.
+    for n in 3..20 {
+        push(&hub, &["alice"], &n.to_string()).await;
+    }
+    assert!(
+        slow.next_event().await.is_none(),
+        "the slow client's stream ends"
+    );
+    assert!(hub.stats().failed > 0);
+
+    let mut back = Reader::resume(&hub, "alice", &last_id);
+    let expected: Vec<String> = (3..20).map(|n| n.to_string()).collect();
+    assert_eq!(back.next_data(17).await, expected);
+}
+
+/// A store whose every call fails, as a database that went away.
+struct BrokenStore;
+
+#[async_trait]
+impl Store for BrokenStore {
+    async fn save(&self, _: &[Record]) -> Result<(), StoreError> {
+        Err(StoreError::backend(std::io::Error::other("disk on fire")))
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    async fn seq_of(&self, _: &str) -> Result<Option<u64>, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("disk on fire")))
+    }
+    async fn list_after(&self, _: &ListQuery) -> Result<Page, StoreError> {
+        Err(StoreError::backend(std::io::Error::other("disk on fire")))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_refuses_the_push_and_sends_nothing() {
+    let hub = Hub::builder()
+        .store(BrokenStore)
+        .resend(true)
+        .heartbeat(None)
+        .build();
+    let server = TestServer::start(hub.clone()).await;
+    let mut alice = server.subscribe("alice").await;
+
+    let error = hub
+        .push(["alice"], [Event::new("lost?")])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PushError::Store(_)));
+    assert_eq!(
+        error.to_string(),
+        "nothing was sent: saving the push failed: the event store failed: disk on fire"
+    );
+    let (status, body) = server
+        .push_json(r#"{"uids":["alice"],"events":[{"data":"lost?"}]}"#)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["msg"].as_str().unwrap().contains("disk on fire"),
+        "{body}"
+    );
+    assert_eq!(hub.stats().total, 0);
+
+    // Nothing reached alice: the next thing she gets is what a working path sends (the end of
+    // the stream when the hub closes), not the refused event.
+    hub.close().await;
+    let next = alice.next_event().await.unwrap();
+    assert_eq!(next.event_type(), "close");
+
+    // A failing read ends a resuming stream, so the client retries later with the same id.
+    let hub = Hub::builder().store(BrokenStore).resend(true).build();
+    let mut resuming = Reader::resume(&hub, "alice", "some-id");
+    assert!(resuming.next_event().await.is_none());
+}
+
+#[tokio::test]
+async fn last_event_id_header_resumes_over_http() {
+    let hub = store_hub();
+    let server = TestServer::start(hub.clone()).await;
+    let first = push(&hub, &["alice"], "one").await;
+    push(&hub, &["alice"], "two").await;
+    let mut stream = server
+        .subscribe_with("/events?uid=alice", &[("last-event-id", &first)])
+        .await;
+    assert_eq!(stream.next_data(1).await, ["two"]);
+    // The query form, as the seed's clients send it.
+    let mut stream = server
+        .subscribe_with(&format!("/events?uid=alice&last_event_id={first}"), &[])
+        .await;
+    assert_eq!(stream.next_data(1).await, ["two"]);
+}
+
+#[tokio::test]
+async fn without_resend_a_last_event_id_changes_nothing() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new(100))
+        .heartbeat(None)
+        .build();
+    let first = push(&hub, &["alice"], "one").await;
+    push(&hub, &["alice"], "two").await;
+    let mut client = Reader::resume(&hub, "alice", &first);
+    push(&hub, &["alice"], "three").await;
+    assert_eq!(client.next_data(1).await, ["three"]);
+}
+
+#[tokio::test]
+async fn numbering_continues_after_a_restart_on_the_same_store() {
+    let dir =
+        std::env::temp_dir().join(format!("ssehub-resend-restart-{}", ulid::Ulid::generate()));
+    let open = || ssehub_hub::store::RedbStore::open(&dir, Retention::events(1_000)).unwrap();
+    let first = {
+        let hub = Hub::builder().store(open()).resend(true).build();
+        let first = push(&hub, &["alice"], "before-1").await;
+        push(&hub, &["alice"], "before-2").await;
+        hub.close().await;
+        first
+    };
+    // The first hub's store is dropped with its last handle (the committer task's, which ends
+    // once the hub is gone): wait for the file to be free.
+    let deadline = tokio::time::Instant::now() + common::PATIENCE;
+    let store = loop {
+        match ssehub_hub::store::RedbStore::open(&dir, Retention::events(1_000)) {
+            Ok(store) => break store,
+            Err(error) if tokio::time::Instant::now() > deadline => panic!("{error}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    };
+    let hub = Hub::builder()
+        .store(store)
+        .resend(true)
+        .heartbeat(None)
+        .build();
+    push(&hub, &["alice"], "after").await;
+    let mut client = Reader::resume(&hub, "alice", &first);
+    assert_eq!(client.next_data(2).await, ["before-2", "after"]);
+    drop(client);
+    drop(hub);
+    std::fs::remove_dir_all(&dir).ok();
+}
