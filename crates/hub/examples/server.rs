@@ -1,8 +1,10 @@
 //! The seed's server example in Rust: an event stream at `GET /events`, the push API at
-//! `POST /push`, and a broadcast every 5 seconds.
+//! `POST /push`, and a broadcast every 5 seconds. With `DATA_DIR` set, events are kept on disk
+//! there and a reconnecting client gets what it missed, across restarts of the server too.
 //!
 //! ```sh
 //! cargo run -p ssehub-hub --example server            # PORT=8080 by default
+//! DATA_DIR=/tmp/ssehub cargo run -p ssehub-hub --example server   # keeps history
 //! curl -N 'http://127.0.0.1:8080/events?uid=u001'
 //! curl -X POST -H 'Content-Type: application/json' \
 //!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
@@ -16,7 +18,12 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use ssehub_hub::axum::SubscriberId;
+use ssehub_hub::store::{RedbStore, Retention};
 use ssehub_hub::{Event, Hub};
+
+/// How much history the example keeps with `DATA_DIR`: a day, at most a million events.
+const RETENTION_EVENTS: u64 = 1_000_000;
+const RETENTION_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Stands in for authentication. A real application takes the uid from a verified token or
 /// session cookie here; trusting a query parameter lets anyone read anyone's events.
@@ -42,7 +49,15 @@ async fn main() -> std::io::Result<()> {
         )
         .init();
 
-    let hub = Hub::new();
+    let mut builder = Hub::builder();
+    let data_dir = std::env::var_os("DATA_DIR");
+    if let Some(dir) = &data_dir {
+        let retention = Retention::events(RETENTION_EVENTS).max_age(RETENTION_AGE);
+        let store = RedbStore::open(&dir, retention).map_err(std::io::Error::other)?;
+        tracing::info!(path = %store.path().display(), "history on disk; resend on reconnect");
+        builder = builder.store(store).resend(true);
+    }
+    let hub = builder.build();
     let app = Router::new()
         .route("/events", ssehub_hub::axum::events(hub.clone()))
         .route_layer(middleware::from_fn(demo_auth))
@@ -71,8 +86,14 @@ async fn main() -> std::io::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::signal::ctrl_c().await.ok();
-            // Ends every stream with the `close` event, so the server can finish.
-            closing.close().await;
+            if data_dir.is_some() {
+                // Ends every stream without the `close` event: clients come back to the next
+                // run and resume from the history.
+                closing.close_for_restart().await;
+            } else {
+                // Ends every stream with the `close` event, so the server can finish.
+                closing.close().await;
+            }
         })
         .await?;
     hub.print_push_stats();

@@ -31,6 +31,9 @@ struct Outbox {
     closed: bool,
     /// A watchdog task is timing the overflow.
     watchdog: bool,
+    /// Events up to this `seq` were sent by a resend from the store: drop them if they come
+    /// live (a push saved before the resend read it may be delivered after).
+    covered: u64,
 }
 
 /// An accepted event and its place in the store's history (0 without a store).
@@ -133,6 +136,10 @@ impl Connection {
                 } else {
                     first_seq + index as u64
                 };
+                if seq != 0 && seq <= outbox.covered {
+                    offered.queued += 1; // the resend delivered it
+                    continue;
+                }
                 // Once anything waits, later events wait behind it so order is kept.
                 if outbox.overflow.is_empty() && outbox.queue.len() < capacity {
                     outbox.queue.push_back(Queued {
@@ -227,10 +234,12 @@ impl Connection {
         }))
     }
 
-    /// Drops the queued events with a `seq` up to `cut`: a resend from the store covered them.
-    /// Returns how many of the dropped ones had waited in the overflow (they count as delivered).
+    /// Drops the events with a `seq` up to `cut`, queued now or offered later: a resend from
+    /// the store covered them. Returns how many of those dropped now had waited in the overflow
+    /// (they count as delivered).
     pub(crate) fn skip_through(&self, cut: u64) -> usize {
         let mut outbox = self.outbox();
+        outbox.covered = outbox.covered.max(cut);
         let covered = |seq: u64| seq != 0 && seq <= cut;
         // Events arrive in `seq` order, so the covered ones are at the front.
         while outbox

@@ -184,14 +184,18 @@ async fn resend_keeps_only_the_asked_event_type_and_pages_through_long_histories
     assert_eq!(everything.next_data(40).await.len(), 40);
 }
 
-/// A memory store that lets other tasks run inside every read, as a database round trip
-/// would: pushes then land between the pages of a replay.
+/// A memory store that lets other tasks run inside every call, as a database round trip
+/// would: pushes then land between the pages of a replay, and replays between a save and its
+/// delivery.
 struct YieldingStore(MemoryStore);
 
 #[async_trait]
 impl Store for YieldingStore {
     async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.0.save(records).await
+        let saved = self.0.save(records).await;
+        // Saved but not yet delivered: a replay may now read what the live stream gets later.
+        tokio::task::yield_now().await;
+        saved
     }
     async fn last_seq(&self) -> Result<u64, StoreError> {
         self.0.last_seq().await
@@ -257,6 +261,76 @@ async fn pushes_during_a_replay_arrive_once_and_in_order() {
     }
     stop.store(true, Ordering::Relaxed);
     pusher.await.unwrap();
+}
+
+/// A memory store that can hold one save between writing and returning, as a slow disk sync
+/// would, so that a test can resume a client in that window.
+#[derive(Default)]
+struct GatedStore {
+    inner: Option<MemoryStore>,
+    armed: AtomicBool,
+    saved: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Store for GatedStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        let inner = self.inner.as_ref().unwrap();
+        inner.save(records).await?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.saved.notify_one();
+            self.release.notified().await;
+        }
+        Ok(())
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.inner.as_ref().unwrap().last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.as_ref().unwrap().seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.as_ref().unwrap().list_after(query).await
+    }
+}
+
+#[tokio::test]
+async fn an_event_saved_before_a_replay_and_delivered_after_it_arrives_once() {
+    use futures_util::FutureExt;
+
+    let store = Arc::new(GatedStore {
+        inner: Some(MemoryStore::new(100)),
+        ..GatedStore::default()
+    });
+    let hub = Hub::builder()
+        .store(Arc::clone(&store))
+        .resend(true)
+        .heartbeat(None)
+        .build();
+    let first = push(&hub, &[], "1").await;
+
+    // Push 2 is saved, then held before delivery.
+    store.armed.store(true, Ordering::SeqCst);
+    let saved = store.saved.notified();
+    let held = tokio::spawn({
+        let hub = hub.clone();
+        async move { push(&hub, &[], "2").await }
+    });
+    within(saved).await;
+
+    // A client resumes after 1: the replay finds 2 in the store and finishes...
+    let mut client = Reader::resume(&hub, "alice", &first);
+    assert_eq!(client.next_data(1).await, ["2"]);
+    assert!(
+        client.stream.next().now_or_never().is_none(),
+        "nothing more yet"
+    );
+    // ...before 2 reaches the live stream, which must not send it again.
+    store.release.notify_one();
+    within(held).await.unwrap();
+    push(&hub, &[], "3").await;
+    assert_eq!(client.next_data(1).await, ["3"]);
 }
 
 #[tokio::test]

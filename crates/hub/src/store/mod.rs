@@ -95,6 +95,35 @@ pub trait Store: Send + Sync + 'static {
     async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError>;
 }
 
+/// A shared store is a store: keep a handle on the one you give the hub.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ssehub_hub::store::MemoryStore;
+///
+/// let store = Arc::new(MemoryStore::new(100));
+/// let hub = ssehub_hub::Hub::builder().store(Arc::clone(&store)).build();
+/// assert!(store.is_empty());
+/// ```
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        (**self).save(records).await
+    }
+
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        (**self).last_seq().await
+    }
+
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        (**self).seq_of(id).await
+    }
+
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        (**self).list_after(query).await
+    }
+}
+
 /// Who a stored event was pushed to.
 ///
 /// ```
