@@ -53,7 +53,7 @@ async fn main() -> std::io::Result<()> {
     let data_dir = std::env::var_os("DATA_DIR");
     if let Some(dir) = &data_dir {
         let retention = Retention::events(RETENTION_EVENTS).max_age(RETENTION_AGE);
-        let store = RedbStore::open(&dir, retention).map_err(std::io::Error::other)?;
+        let store = RedbStore::open(dir, retention).map_err(std::io::Error::other)?;
         tracing::info!(path = %store.path().display(), "history on disk; resend on reconnect");
         builder = builder.store(store).resend(true);
     }
