@@ -37,8 +37,8 @@ pub struct Args {
     reconnect_on_http_error: bool,
 }
 
-/// Splits and checks `Name: value`.
-fn parse_header(text: &str) -> Result<(String, String), String> {
+/// Splits and checks `Name: value` (also `ssehub bench`'s `-H`).
+pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| format!("{text:?} is not of the form 'Name: value'"))?;

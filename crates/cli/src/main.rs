@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod listen;
 
 /// Server-Sent Events hub and client.
@@ -20,6 +21,9 @@ enum Command {
     /// Print the events of an SSE stream, reconnecting as the spec says, until it stops or you
     /// press Ctrl+C.
     Listen(listen::Args),
+    /// Load-test an SSE server on this machine: connect N clients, push at a fixed rate, print
+    /// one JSON line (deliveries, loss, latency percentiles, server CPU and memory).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Command::Listen(args) => listen::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

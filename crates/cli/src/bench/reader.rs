@@ -1,0 +1,321 @@
+//! One SSE client: it connects from its own source address, reads the response head, then
+//! parses the stream and counts every delivery.
+//!
+//! A client is one task with a few dozen bytes of parser state and a bitset of the pushes it has
+//! seen; it has no read buffer of its own. It waits for its socket to be readable and then reads
+//! into a buffer shared by all clients of the worker thread, which works because the parser keeps
+//! nothing of the bytes it has seen.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::http1::{BodyDecoder, Framing, HttpError, parse_head};
+use super::now_ns;
+use super::report::Tally;
+use super::sse::{Parsed, SseParser};
+
+/// The size of each worker thread's read buffer: large enough that a burst of events for one
+/// client is read in one call.
+const READ_BUF_LEN: usize = 16 * 1024;
+
+/// Reads per wake-up before the client lets the others run.
+const READS_PER_WAKE: usize = 8;
+
+thread_local! {
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUF_LEN].into_boxed_slice());
+}
+
+/// What every client shares: where to connect, the request, and the counts.
+#[derive(Debug)]
+pub struct Shared {
+    /// The SSE server.
+    pub target: SocketAddr,
+    /// The `GET` request, written as is.
+    pub request: Box<[u8]>,
+    /// The time limit of one client's connection and response head.
+    pub connect_timeout: Duration,
+    /// Pushes planned: sequence numbers at or above it are not ours.
+    pub pushes_planned: u64,
+    /// When publishing started, ns since the UNIX epoch; 0 before. Events stamped earlier are not
+    /// this run's pushes (a server replaying a previous run's events, for instance).
+    pub publish_start_ns: AtomicU64,
+    /// Clients whose stream ended or failed after they connected.
+    pub dropped: AtomicU64,
+    /// Counts by group of clients, so that threads rarely wait for the same lock.
+    pub tallies: Box<[Mutex<Tally>]>,
+}
+
+impl Shared {
+    /// The merged counts of every client.
+    pub fn total(&self) -> Tally {
+        let mut total = Tally::default();
+        for tally in &self.tallies {
+            total.merge(&lock(tally));
+        }
+        total
+    }
+
+    /// First deliveries so far, over all clients.
+    pub fn received(&self) -> u64 {
+        self.tallies.iter().map(|tally| lock(tally).received).sum()
+    }
+}
+
+fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
+    // A panic while holding the lock leaves plain counters behind: still worth reporting.
+    tally.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How a client's connection attempt ended: `Err` says why it failed.
+pub type ConnectOutcome = Result<(), String>;
+
+/// Runs client `index`: connects from `source` (at most as many at once as `permits` allows),
+/// reports the outcome on `outcome`, then reads until the stream ends or the runtime stops.
+pub async fn run_client(
+    index: usize,
+    source: Ipv4Addr,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    outcome: mpsc::UnboundedSender<ConnectOutcome>,
+) {
+    let opened = {
+        // The semaphore is never closed; without a permit, connecting anyway is still right.
+        let _permit = permits.acquire().await;
+        tokio::time::timeout(shared.connect_timeout, open(source, &shared))
+            .await
+            .unwrap_or_else(|_| Err("timed out connecting or waiting for the response head".into()))
+    };
+    let (stream, early, framing) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            let _ = outcome.send(Err(reason));
+            return;
+        }
+    };
+    let _ = outcome.send(Ok(()));
+    drop(outcome);
+
+    let mut client = Client {
+        body: BodyDecoder::new(framing),
+        sse: SseParser::new(),
+        seen: Bitset::new(shared.pushes_planned),
+    };
+    let tally = &shared.tallies[index % shared.tallies.len()];
+    let start_ns = shared.publish_start_ns.load(Ordering::Acquire);
+    let ended = match client.consume(&early, now_ns(), start_ns, tally) {
+        Ok(()) => {
+            drop(early);
+            client.read(&stream, &shared, tally).await
+        }
+        Err(reason) => reason,
+    };
+    shared.dropped.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(index, %ended, "client stream ended");
+}
+
+/// Connects, sends the request, reads the response head. Returns the stream, the body bytes
+/// read with the head, and the body's framing.
+async fn open(source: Ipv4Addr, shared: &Shared) -> Result<(TcpStream, Vec<u8>, Framing), String> {
+    let socket = TcpSocket::new_v4().map_err(|error| format!("socket: {error}"))?;
+    // Binding a distinct loopback address per client spreads connections over many
+    // (address, port) pairs, so ephemeral ports never run out.
+    socket
+        .bind(SocketAddr::new(source.into(), 0))
+        .map_err(|error| format!("bind {source}: {error}"))?;
+    let mut stream = socket
+        .connect(shared.target)
+        .await
+        .map_err(|error| format!("connect to {}: {error}", shared.target))?;
+    stream
+        .write_all(&shared.request)
+        .await
+        .map_err(|error| format!("send request: {error}"))?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let read = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|error| format!("read response head: {error}"))?;
+        if read == 0 {
+            return Err("connection closed before the response head".into());
+        }
+        if let Some((head, len)) = parse_head(&buf).map_err(|error| error.to_string())? {
+            if !(200..300).contains(&head.status) {
+                return Err(format!("HTTP status {}", head.status));
+            }
+            buf.drain(..len);
+            return Ok((stream, buf, head.framing));
+        }
+    }
+}
+
+/// The state of one connected client.
+struct Client {
+    body: BodyDecoder,
+    sse: SseParser,
+    seen: Bitset,
+}
+
+impl Client {
+    /// Reads until the stream ends or fails; returns why it ended.
+    async fn read(&mut self, stream: &TcpStream, shared: &Shared, tally: &Mutex<Tally>) -> String {
+        loop {
+            if let Err(error) = stream.readable().await {
+                return error.to_string();
+            }
+            let start_ns = shared.publish_start_ns.load(Ordering::Acquire);
+            let ended = READ_BUF.with_borrow_mut(|buf| {
+                for _ in 0..READS_PER_WAKE {
+                    match stream.try_read(buf) {
+                        Ok(0) => return Some("closed by the server".to_owned()),
+                        // One clock read per read, not per event: events read together arrived
+                        // together.
+                        Ok(read) => {
+                            if let Err(reason) =
+                                self.consume(&buf[..read], now_ns(), start_ns, tally)
+                            {
+                                return Some(reason);
+                            }
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+                        Err(error) => return Some(error.to_string()),
+                    }
+                }
+                None
+            });
+            if let Some(reason) = ended {
+                return reason;
+            }
+        }
+    }
+
+    /// Parses bytes read at `now_ns` and counts the events they complete. The tally is locked
+    /// once for all of them, and only if there is an event.
+    fn consume(
+        &mut self,
+        bytes: &[u8],
+        now_ns: u64,
+        start_ns: u64,
+        tally: &Mutex<Tally>,
+    ) -> Result<(), String> {
+        let mut guard: Option<MutexGuard<'_, Tally>> = None;
+        let Self { body, sse, seen } = self;
+        body.decode(bytes, |payload| {
+            sse.feed(payload, |event| {
+                let tally = guard.get_or_insert_with(|| lock(tally));
+                count(event, now_ns, start_ns, seen, tally);
+            });
+        })
+        .map_err(|error: HttpError| error.to_string())?;
+        if body.is_done() {
+            return Err("the server ended the stream".into());
+        }
+        Ok(())
+    }
+}
+
+/// Counts one event received at `now_ns`.
+fn count(event: Parsed, now_ns: u64, start_ns: u64, seen: &mut Bitset, tally: &mut Tally) {
+    match event {
+        Parsed::Stamped { seq, ts } if start_ns != 0 && ts >= start_ns && seq < seen.len() => {
+            if seen.insert(seq) {
+                tally.received += 1;
+                tally.latency.saturating_record(now_ns.saturating_sub(ts));
+                tally.last_receive_ns = tally.last_receive_ns.max(now_ns);
+            } else {
+                tally.duplicates += 1;
+            }
+        }
+        _ => tally.other += 1,
+    }
+}
+
+/// The pushes a client has received: one bit per sequence number.
+struct Bitset {
+    words: Box<[u64]>,
+    len: u64,
+}
+
+impl Bitset {
+    fn new(len: u64) -> Self {
+        let words = usize::try_from(len.div_ceil(64)).unwrap_or(0);
+        Self {
+            words: vec![0; words].into_boxed_slice(),
+            len,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Sets bit `index`; `true` if it was not set (callers check `index < len`).
+    fn insert(&mut self, index: u64) -> bool {
+        let Some(word) = usize::try_from(index / 64)
+            .ok()
+            .and_then(|word| self.words.get_mut(word))
+        else {
+            return false;
+        };
+        let bit = 1u64 << (index % 64);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitset() {
+        let mut seen = Bitset::new(130);
+        assert_eq!(seen.len(), 130);
+        assert!(seen.insert(0));
+        assert!(!seen.insert(0));
+        assert!(seen.insert(129));
+        assert!(seen.insert(64));
+        assert!(!seen.insert(129));
+        assert!(!seen.insert(1000));
+        assert!(Bitset::new(0).words.is_empty());
+    }
+
+    #[test]
+    fn counting() {
+        let mut seen = Bitset::new(4);
+        let mut tally = Tally::default();
+        let start = 1_000_000_000;
+        let stamped = |seq, ts| Parsed::Stamped { seq, ts };
+        let now = start + 5_000_000;
+        for event in [
+            stamped(0, start + 1_000_000),
+            stamped(1, start + 2_000_000),
+            stamped(1, start + 2_000_000),
+            stamped(3, start),
+            stamped(2, start - 1), // before this run
+            stamped(4, start + 1), // beyond the plan
+            Parsed::Other,
+        ] {
+            count(event, now, start, &mut seen, &mut tally);
+        }
+        assert_eq!((tally.received, tally.duplicates, tally.other), (3, 1, 3));
+        assert_eq!(tally.last_receive_ns, now);
+        assert_eq!(tally.latency.len(), 3);
+        assert_eq!(
+            tally.latency.max(),
+            tally.latency.highest_equivalent(5_000_000)
+        );
+        // Before publishing starts, nothing counts as a delivery.
+        count(stamped(2, start), now, 0, &mut seen, &mut tally);
+        assert_eq!((tally.received, tally.other), (3, 4));
+    }
+}
