@@ -96,8 +96,10 @@ pub struct Args {
     /// The server's process id: report its CPU time, efficiency and memory per connection.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
-    /// Clients connecting at the same time at most.
-    #[arg(long, value_name = "C", default_value_t = 256)]
+    /// Clients connecting at the same time at most. Keep it below the server's listen backlog
+    /// (128 for a tokio or std listener): past it the kernel drops handshakes, and each dropped
+    /// one costs a 1 s SYN retransmission.
+    #[arg(long, value_name = "C", default_value_t = 100)]
     connect_concurrency: u64,
     /// Source addresses the clients are spread over (127.0.0.2, 127.0.0.3, ...).
     #[arg(long, value_name = "N", default_value_t = 250)]

@@ -245,7 +245,10 @@ async fn run_lane(
         }
         if connection.is_closed() {
             let previous = connection;
-            match connect(&spec.target).await {
+            let reopened = tokio::time::timeout_at(deadline, connect(&spec.target))
+                .await
+                .unwrap_or_else(|_| Err("the run's deadline passed".to_owned()));
+            match reopened {
                 Ok(stream) => connection = Connection::start(stream),
                 Err(error) => {
                     reconnects += 1;
