@@ -94,8 +94,12 @@ def make_servers(port_base: int) -> dict[str, Server]:
         # The hub's example server: JSON push API, no `uids` broadcasts to every connection.
         "ssehub": Server("ssehub", port_base, ssehub_body, ["Content-Type: application/json"]),
         # The raw body is the event's data.
-        "axum-broadcast": Server("axum-broadcast", port_base + 1, DATA_TEMPLATE),
-        "nginx-nchan": Server("nginx-nchan", port_base + 2, DATA_TEMPLATE),
+        "axum-broadcast": Server(
+            "axum-broadcast", port_base + 1, DATA_TEMPLATE, ["Content-Type: text/plain"]
+        ),
+        "nginx-nchan": Server(
+            "nginx-nchan", port_base + 2, DATA_TEMPLATE, ["Content-Type: text/plain"]
+        ),
     }
 
 
@@ -186,6 +190,52 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_secs() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat), all processes together."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def process_cpu_secs(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def other_load(seconds: float = 1.0) -> float:
+    """How many cores the rest of the machine keeps busy, sampled over `seconds`."""
+    start = machine_busy_secs()
+    time.sleep(seconds)
+    return (machine_busy_secs() - start) / seconds
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.15) -> float:
+    """Waits (at most `limit` seconds) until other processes use less than `threshold` of a core;
+    returns the last load seen."""
+    deadline = time.monotonic() + limit
+    load = other_load()
+    announced = False
+    while load > threshold and time.monotonic() < deadline:
+        if not announced:
+            print(
+                f"  the machine is busy ({load:.2f} cores used by other processes); "
+                f"waiting up to {limit:.0f} s for it to quiet down",
+                file=sys.stderr, flush=True,
+            )
+            announced = True
+        time.sleep(2)
+        load = other_load()
+    return load
+
+
 def work_pid(server: Server, process: subprocess.Popen, timeout: float = 5.0) -> int:
     """The pid that does the work: the process itself, or nginx's only worker."""
     if server.name != "nginx-nchan":
@@ -210,6 +260,8 @@ def start_server(
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
     env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn")
+    # The hub's example keeps history on disk with DATA_DIR; the comparison is in memory.
+    env.pop("DATA_DIR", None)
     argv = ["taskset", "-c", "0", *server.command(paths, workdir)]
     process = None
     try:
@@ -274,7 +326,7 @@ def check_generator(generator: Path) -> None:
 def run_generator(
     args: argparse.Namespace, generator: Path, server: Server, scenario: Scenario, pid: int,
     procs: Processes, log_path: Path,
-) -> tuple[dict | None, float, str]:
+) -> tuple[dict | None, dict, str]:
     argv = [
         "taskset", "-c", "1", str(generator), "bench",
         "--sse-url", server.sse_url(),
@@ -290,9 +342,11 @@ def run_generator(
         for header in server.headers:
             argv += ["-H", header]
     argv += args.generator_arg
-    # The generator's CPU time: what the children reaped meanwhile used. The generator is the only
-    # child reaped during this call (the server is reaped after it).
+    # CPU use during the run: the generator's (what the children reaped meanwhile used: the
+    # generator is the only child reaped during this call; the server is reaped after it), the
+    # server's, and the whole machine's; the rest is other processes' load, i.e. noise.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before, server_before = machine_busy_secs(), process_cpu_secs(pid)
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = procs.start(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
@@ -301,17 +355,23 @@ def run_generator(
             out, _ = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             procs.stop(process)
-            return None, 0.0, f"the generator did not finish within {limit} s"
+            return None, {}, f"the generator did not finish within {limit} s"
     procs.running.remove(process)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - started
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    share = cpu / wall if wall > 0 else 0.0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy_secs() - busy_before
+    server_cpu = process_cpu_secs(pid) - server_before
+    generator_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load = {
+        "generator_cpu_share": round(generator_cpu / wall, 3) if wall > 0 else None,
+        "others_cores": round(max(0.0, busy - server_cpu - generator_cpu) / wall, 3)
+        if wall > 0 else None,
+    }
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        return None, share, f"the generator exited with {process.returncode}: {' | '.join(tail)}"
-    return json.loads(lines[-1]), share, ""
+        return None, load, f"the generator exited with {process.returncode}: {' | '.join(tail)}"
+    return json.loads(lines[-1]), load, ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +495,10 @@ def kib(value: float | None) -> str:
     return "–" if value is None else f"{value / 1024:.1f} KiB"
 
 
+def cores(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.0f}%"
 
@@ -451,16 +515,22 @@ def metrics(record: dict) -> dict[str, float | None]:
     server = result.get("server") or {}
     latency = result.get("latency_ms") or {}
     expected = result.get("deliveries_expected") or 0
-    duration = record["duration"]
+    # The generator's CPU window (first push to last delivery), else the nominal duration.
+    window = result.get("window_secs") or record["duration"]
     rate = record["rate"]
+    if "generator_cpu_secs" in result and window:
+        generator_cpu = result["generator_cpu_secs"] / window
+    else:
+        generator_cpu = record.get("generator_cpu_share")
     return {
         "efficiency": server.get("efficiency") if rate else None,
         "delivered": result.get("deliveries_per_sec") if rate else None,
         "p99": latency.get("p99") if rate else None,
         "loss": (result.get("lost", 0) / expected) if rate and expected else None,
         "bytes": server.get("bytes_per_connection"),
-        "server_cpu": (server["cpu_secs"] / duration) if "cpu_secs" in server else None,
-        "generator_cpu": record.get("generator_cpu_share"),
+        "server_cpu": (server["cpu_secs"] / window) if "cpu_secs" in server else None,
+        "generator_cpu": generator_cpu,
+        "others": record.get("others_cores"),
         "connected": result.get("clients_connected"),
     }
 
@@ -489,8 +559,8 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
         f"Machine: {machine}",
         "",
         "| scenario | server | efficiency (deliveries/CPU-s) | delivered/s | p99 | lost "
-        "| memory/conn (PSS) | server CPU | generator CPU | clients | runs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| memory/conn (PSS) | server CPU | generator CPU | other load | clients | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in scenarios:
         medians: dict[str, dict[str, float | None]] = {}
@@ -502,7 +572,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
             if not ok:
                 error = runs[-1].get("error", "?").replace("|", "/")
                 lines.append(
-                    f"| {scenario.title} | {name} | failed: {error} | | | | | | | | 0/{len(runs)} |"
+                    f"| {scenario.title} | {name} | failed: {error} | | | | | | | | | 0/{len(runs)} |"
                 )
                 continue
             m = {key: median([x[key] for x in ok]) for key in ok[0]}
@@ -515,6 +585,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
                 kib(m["bytes"]),
                 pct(m["server_cpu"]),
                 pct(m["generator_cpu"]),
+                cores(max((x["others"] for x in ok if x["others"] is not None), default=None)),
                 si(m["connected"]),
                 f"{len(ok)}/{len(runs)}",
             ]
@@ -531,7 +602,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
                 ratio(ours["p99"], theirs["p99"]),
                 "",
                 ratio(ours["bytes"], theirs["bytes"]),
-                "", "", "", "",
+                "", "", "", "", "",
             ]
             lines.append(f"| {scenario.title} | *ssehub ÷ {name}* | " + " | ".join(cells) + " |")
     lines += [
@@ -540,8 +611,9 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
         "of server CPU time (higher is better). Delivered/s: events received by all clients per "
         "second. p99: 99th percentile of publish-to-receive latency. Lost: share of the expected "
         "deliveries that never arrived. Memory/conn: growth of the server's PSS per connection. "
-        "Server CPU: the server's CPU time over the measured duration; generator CPU: the "
-        "generator's CPU time over its whole run (near 100% = that side was the bottleneck). "
+        "Server CPU: the server's CPU time over the measured window, as a share of one core; the "
+        "generator's (near 100% = that side was the bottleneck). Other load: the most cores that "
+        "other processes on the machine kept busy during a run (noise; near 0 is a clean run). "
         "Ratio rows: ssehub ÷ baseline (efficiency, delivered/s: above 1 is better; p99, memory: "
         "below 1 is better).",
     ]
@@ -567,6 +639,9 @@ def parse_args() -> argparse.Namespace:
                         help="--threads for the generator (default 1: it has one core)")
     parser.add_argument("--generator-arg", action="append", default=[],
                         help="an extra argument for `ssehub bench` (repeat for several)")
+    parser.add_argument("--quiet-wait", type=float, default=60,
+                        help="before each run, wait up to this many seconds until other processes "
+                        "use under 0.15 of a core (default 60; 0 = do not wait)")
     parser.add_argument("--no-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--smoke", action="store_true",
                         help="only check that each server delivers one push to one subscriber")
@@ -582,6 +657,52 @@ def parse_args() -> argparse.Namespace:
     if args.runs < 1 or args.duration < 1:
         parser.error("--runs and --duration must be at least 1")
     return args
+
+
+def one_run(
+    args: argparse.Namespace, paths: dict[str, Path], server: Server, scenario: Scenario, run: int,
+    procs: Processes, logdir: Path, workdirs: list[Path],
+) -> dict:
+    """One run: waits for a quiet machine, starts a fresh server, loads it, stops it."""
+    label = f"{scenario.key}-{server.name}-{run}"
+    record: dict = {
+        "scenario": scenario.key, "title": scenario.title, "server": server.name, "run": run,
+        "clients": scenario.clients, "rate": scenario.rate, "duration": args.duration,
+        "warmup": args.warmup,
+    }
+    if args.quiet_wait:
+        record["others_before"] = round(wait_for_quiet(args.quiet_wait), 3)
+    process = None
+    try:
+        process, pid, workdir = start_server(server, paths, procs, logdir, f"{label}-server")
+        workdirs.append(workdir)
+        result, load, error = run_generator(
+            args, paths["generator"], server, scenario, pid, procs,
+            logdir / f"{label}-generator.log",
+        )
+        record.update(result=result, **load)
+        if process.poll() is not None:
+            error = error or f"the server exited with {process.returncode} during the run"
+        if error:
+            record["error"] = error
+    except RuntimeError as error:
+        record["error"] = str(error)
+    finally:
+        if process is not None:
+            procs.stop(process)
+    return record
+
+
+def summary(record: dict) -> str:
+    """One run in a line, for the progress output."""
+    if "error" in record:
+        return f"error: {record['error']}"
+    m = metrics(record)
+    return (
+        f"eff {si(m['efficiency'])}/CPU-s, {si(m['delivered'])}/s, p99 {ms(m['p99'])}, "
+        f"lost {loss(m['loss'])}, mem {kib(m['bytes'])}, server CPU {pct(m['server_cpu'])}, "
+        f"generator CPU {pct(m['generator_cpu'])}, other load {cores(m['others'])}"
+    )
 
 
 def main() -> int:
@@ -647,41 +768,11 @@ def main() -> int:
                     for name in args.server_names:
                         server = servers[name]
                         label = f"{scenario.key}-{name}-{run}"
-                        record = {
-                            "scenario": scenario.key, "title": scenario.title, "server": name,
-                            "run": run, "clients": scenario.clients, "rate": scenario.rate,
-                            "duration": args.duration, "warmup": args.warmup,
-                        }
-                        process = None
-                        try:
-                            process, pid, workdir = start_server(server, paths, procs, logdir, f"{label}-server")
-                            workdirs.append(workdir)
-                            result, cpu, error = run_generator(
-                                args, paths["generator"], server, scenario, pid, procs,
-                                logdir / f"{label}-generator.log",
-                            )
-                            record.update(result=result, generator_cpu_share=round(cpu, 3))
-                            if process.poll() is not None:
-                                error = error or f"the server exited with {process.returncode} during the run"
-                            if error:
-                                record["error"] = error
-                        except RuntimeError as error:
-                            record["error"] = str(error)
-                        finally:
-                            if process is not None:
-                                procs.stop(process)
+                        record = one_run(args, paths, server, scenario, run, procs, logdir, workdirs)
                         records.append(record)
                         out.write(json.dumps(record) + "\n")
                         out.flush()
-                        m = metrics(record) if record.get("result") else {}
-                        print(
-                            f"[{label}] "
-                            + (f"error: {record['error']}" if "error" in record else
-                               f"eff {si(m['efficiency'])}/CPU-s, {si(m['delivered'])}/s, "
-                               f"p99 {ms(m['p99'])}, lost {loss(m['loss'])}, mem {kib(m['bytes'])}, "
-                               f"server CPU {pct(m['server_cpu'])}, generator CPU {pct(m['generator_cpu'])}"),
-                            file=sys.stderr, flush=True,
-                        )
+                        print(f"[{label}] {summary(record)}", file=sys.stderr, flush=True)
         print(report(records, scenarios, args.server_names, machine))
         return 0
     finally:
