@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo bench -p ssehub-hub --bench store_push                       # P = 1, 16, 256; 3 s each
-//! PUSHERS=64 SECONDS=5 cargo bench -p ssehub-hub --bench store_push
+//! PUSHERS=64 DURATION=5 cargo bench -p ssehub-hub --bench store_push
 //! ```
 //!
 //! Set `DATA_DIR` to put the on-disk store somewhere other than the temp directory.
@@ -34,7 +34,9 @@ async fn measure(hub: Hub, pushers: usize, seconds: u64) -> f64 {
     let mut readers = Vec::new();
     for i in 0..SUBSCRIBERS {
         let mut stream = hub.subscribe(&format!("u{i}"), Default::default()).unwrap();
-        readers.push(tokio::spawn(async move { while stream.next().await.is_some() {} }));
+        readers.push(tokio::spawn(async move {
+            while stream.next().await.is_some() {}
+        }));
     }
     let stop = Arc::new(AtomicBool::new(false));
     let pushed = Arc::new(AtomicU64::new(0));
@@ -48,7 +50,7 @@ async fn measure(hub: Hub, pushers: usize, seconds: u64) -> f64 {
             while !stop.load(Ordering::Relaxed) {
                 // Half uni-cast, half broadcast, as a mixed workload.
                 let event = Event::new(payload.clone());
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let uid = format!("u{}", (p as u64 + n) % SUBSCRIBERS as u64);
                     hub.push([uid], [event]).await.unwrap();
                 } else {
@@ -79,9 +81,12 @@ async fn measure(hub: Hub, pushers: usize, seconds: u64) -> f64 {
 }
 
 fn main() {
-    let seconds = env("SECONDS", 3);
+    let seconds = env("DURATION", 3);
     let pusher_counts: Vec<usize> = match std::env::var("PUSHERS") {
-        Ok(value) => value.split(',').map(|p| p.trim().parse().unwrap()).collect(),
+        Ok(value) => value
+            .split(',')
+            .map(|p| p.trim().parse().unwrap())
+            .collect(),
         Err(_) => vec![1, 16, 256],
     };
     let base = std::env::var_os("DATA_DIR")
