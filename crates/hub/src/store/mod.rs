@@ -37,7 +37,7 @@ pub use redb::RedbStore;
 
 /// Where pushed events are kept, so that a reconnecting client gets what it missed.
 ///
-/// Implement it for your own database. Methods are async through [`async_trait`] (re-exported
+/// Implement it for your own database. Methods are async through [`macro@async_trait`] (re-exported
 /// here), so the hub can hold any store as `Arc<dyn Store>`.
 ///
 /// The contract the hub relies on:
