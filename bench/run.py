@@ -506,7 +506,8 @@ def pct(value: float | None) -> str:
 def ratio(ours: float | None, theirs: float | None) -> str:
     if ours is None or theirs is None or theirs == 0:
         return "–"
-    return f"{ours / theirs:.2f}×"
+    value = ours / theirs
+    return f"{value:.2f}×" if value >= 0.1 else f"{value:.2g}×"
 
 
 def metrics(record: dict) -> dict[str, float | None]:
@@ -646,6 +647,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="only check that each server delivers one push to one subscriber")
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="folder for the results")
+    parser.add_argument("--report", type=Path, metavar="JSONL",
+                        help="only print the table of an earlier run's results file")
     args = parser.parse_args()
     args.server_names = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.scenario_keys = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -705,8 +708,26 @@ def summary(record: dict) -> str:
     )
 
 
+def report_file(path: Path) -> str:
+    """The table of a results file written by an earlier run."""
+    machine = "unknown"
+    records = []
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if "machine" in entry:
+            machine = entry["machine"]
+        elif "scenario" in entry:
+            records.append(entry)
+    keys = list(dict.fromkeys(r["scenario"] for r in records))
+    servers = list(dict.fromkeys(r["server"] for r in records))
+    return report(records, [SCENARIOS[k] for k in keys], servers, machine)
+
+
 def main() -> int:
     args = parse_args()
+    if args.report:
+        print(report_file(args.report))
+        return 0
     # SIGTERM ends the script like Ctrl+C does, through the `finally` that stops the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Ctrl+C too, even where SIGINT was inherited ignored (a background job of a script).
