@@ -528,6 +528,8 @@ def metrics(record: dict) -> dict[str, float | None]:
         "delivered": result.get("deliveries_per_sec") if rate else None,
         "p99": latency.get("p99") if rate else None,
         "loss": (result.get("lost", 0) / expected) if rate and expected else None,
+        "push_errors": (result.get("push_errors", 0) / result["pushes_sent"])
+        if rate and result.get("pushes_sent") else None,
         "bytes": server.get("bytes_per_connection"),
         "server_cpu": (server["cpu_secs"] / window) if "cpu_secs" in server else None,
         "generator_cpu": generator_cpu,
@@ -560,8 +562,9 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
         f"Machine: {machine}",
         "",
         "| scenario | server | efficiency (deliveries/CPU-s) | delivered/s | p99 | lost "
-        "| memory/conn (PSS) | server CPU | generator CPU | other load | clients | runs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| pushes failed | memory/conn (PSS) | server CPU | generator CPU | other load | clients "
+        "| runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for scenario in scenarios:
         medians: dict[str, dict[str, float | None]] = {}
@@ -573,7 +576,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
             if not ok:
                 error = runs[-1].get("error", "?").replace("|", "/")
                 lines.append(
-                    f"| {scenario.title} | {name} | failed: {error} | | | | | | | | | 0/{len(runs)} |"
+                    f"| {scenario.title} | {name} | failed: {error} | | | | | | | | | | 0/{len(runs)} |"
                 )
                 continue
             m = {key: median([x[key] for x in ok]) for key in ok[0]}
@@ -583,6 +586,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
                 si(m["delivered"]),
                 ms(m["p99"]) + span([x["p99"] for x in ok], ms),
                 loss(m["loss"]),
+                loss(m["push_errors"]),
                 kib(m["bytes"]),
                 pct(m["server_cpu"]),
                 pct(m["generator_cpu"]),
@@ -602,6 +606,7 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
                 ratio(ours["delivered"], theirs["delivered"]),
                 ratio(ours["p99"], theirs["p99"]),
                 "",
+                "",
                 ratio(ours["bytes"], theirs["bytes"]),
                 "", "", "", "", "",
             ]
@@ -611,7 +616,9 @@ def report(records: list[dict], scenarios: list[Scenario], servers: list[str], m
         "Medians of the runs, (min–max) where there are several. Efficiency: deliveries per second "
         "of server CPU time (higher is better). Delivered/s: events received by all clients per "
         "second. p99: 99th percentile of publish-to-receive latency. Lost: share of the expected "
-        "deliveries that never arrived. Memory/conn: growth of the server's PSS per connection. "
+        "deliveries (acknowledged pushes x clients) that never arrived. Pushes failed: share of the "
+        "pushes sent that the server refused or did not answer in time (they count in no other "
+        "column). Memory/conn: growth of the server's PSS per connection. "
         "Server CPU: the server's CPU time over the measured window, as a share of one core; the "
         "generator's (near 100% = that side was the bottleneck). Other load: the most cores that "
         "other processes on the machine kept busy during a run (noise; near 0 is a clean run). "
@@ -703,7 +710,7 @@ def summary(record: dict) -> str:
     m = metrics(record)
     return (
         f"eff {si(m['efficiency'])}/CPU-s, {si(m['delivered'])}/s, p99 {ms(m['p99'])}, "
-        f"lost {loss(m['loss'])}, mem {kib(m['bytes'])}, server CPU {pct(m['server_cpu'])}, "
+        f"lost {loss(m['loss'])}, pushes failed {loss(m['push_errors'])}, mem {kib(m['bytes'])}, server CPU {pct(m['server_cpu'])}, "
         f"generator CPU {pct(m['generator_cpu'])}, other load {cores(m['others'])}"
     )
 
