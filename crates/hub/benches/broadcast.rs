@@ -1,17 +1,22 @@
-//! Broadcast fan-out over real sockets: one hub served by axum on a one-thread runtime, N
-//! clients reading raw HTTP on another one-thread runtime, one process. Prints deliveries per
-//! second and per CPU-second of the server thread.
+//! Broadcast fan-out over real sockets: one hub served on a one-thread runtime, N clients
+//! reading raw HTTP on another one-thread runtime, one process. Prints deliveries per second and
+//! per CPU-second of the server thread.
 //!
 //! ```sh
 //! cargo bench -p ssehub-hub --bench broadcast                      # 1,000 clients, 5 s
 //! CLIENTS=1000 SECONDS=10 PAYLOAD=100 WINDOW=1 cargo bench -p ssehub-hub --bench broadcast
+//! SERVER=axum WINDOW=1 cargo bench -p ssehub-hub --bench broadcast # axum::serve + the handler
 //! ```
+//!
+//! `SERVER=lean` (the default) serves the streams with `ssehub_hub::server::Server`,
+//! `SERVER=axum` with `axum::serve` and `ssehub_hub::axum::events`.
 //!
 //! A first measure for the hub issue; `ssehub bench` (separate processes, latency
 //! percentiles, memory) is the real tool.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +26,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use ssehub_hub::axum::SubscriberId;
+use ssehub_hub::server::Server;
 use ssehub_hub::{Event, Hub};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,6 +60,11 @@ fn main() {
     // size, so nothing is dropped. WINDOW=1 pushes the next event only once every client has
     // read the last one, so each write carries one event (no batching).
     let window = env("WINDOW", 128).max(1);
+    let lean = match std::env::var("SERVER").as_deref() {
+        Ok("lean") | Err(_) => true,
+        Ok("axum") => false,
+        Ok(other) => panic!("SERVER={other}: use lean or axum"),
+    };
 
     let hub = Hub::builder()
         .connection_buffer(1024)
@@ -71,6 +82,11 @@ fn main() {
     let app = Router::new()
         .route("/events", ssehub_hub::axum::events(hub.clone()))
         .route_layer(middleware::from_fn(uid));
+    let lean_server = Server::builder(hub.clone(), |parts| {
+        Ok(parts.uri.query().unwrap_or("u").to_owned())
+    })
+    .build()
+    .unwrap();
 
     let received = Arc::new(AtomicU64::new(0));
     // Readers wake the pusher instead of it spinning, which would bill its wait to the server.
@@ -131,7 +147,11 @@ fn main() {
     }
 
     let (pushes, elapsed, cpu) = server.block_on(async {
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        if lean {
+            tokio::spawn(lean_server.serve(listener).into_future());
+        } else {
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
         while connected.load(Ordering::Relaxed) < clients as u64 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -157,7 +177,8 @@ fn main() {
     let deliveries = received.load(Ordering::Relaxed);
     let stats = hub.stats();
     println!(
-        "{{\"clients\":{clients},\"window\":{window},\"payload\":{},\"pushes\":{pushes},\"deliveries\":{deliveries},\"expected\":{},\"failed\":{},\"seconds\":{:.2},\"deliveries_per_s\":{:.0},\"server_cpu_s\":{:.2},\"deliveries_per_server_cpu_s\":{:.0}}}",
+        "{{\"server\":\"{}\",\"clients\":{clients},\"window\":{window},\"payload\":{},\"pushes\":{pushes},\"deliveries\":{deliveries},\"expected\":{},\"failed\":{},\"seconds\":{:.2},\"deliveries_per_s\":{:.0},\"server_cpu_s\":{:.2},\"deliveries_per_server_cpu_s\":{:.0}}}",
+        if lean { "lean" } else { "axum" },
         payload.len(),
         pushes * clients as u64,
         stats.failed,

@@ -2,6 +2,9 @@
 //! `POST /push`, and a broadcast every 5 seconds. With `DATA_DIR` set, events are kept on disk
 //! there and a reconnecting client gets what it missed, across restarts of the server too.
 //!
+//! Served by `ssehub_hub::server::Server`: event streams on its lean path, the push API through
+//! an axum router on the same port.
+//!
 //! ```sh
 //! cargo run -p ssehub-hub --example server            # PORT=8080 by default
 //! DATA_DIR=/tmp/ssehub cargo run -p ssehub-hub --example server   # keeps history
@@ -14,10 +17,9 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use ssehub_hub::axum::SubscriberId;
+use http::StatusCode;
+use http::request::Parts;
+use ssehub_hub::server::Server;
 use ssehub_hub::store::{RedbStore, Retention};
 use ssehub_hub::{Event, Hub};
 
@@ -26,18 +28,18 @@ const RETENTION_EVENTS: u64 = 1_000_000;
 const RETENTION_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Stands in for authentication. A real application takes the uid from a verified token or
-/// session cookie here; trusting a query parameter lets anyone read anyone's events.
-async fn demo_auth(mut request: Request, next: Next) -> Response {
-    let uid = request
-        .uri()
+/// session cookie here (or answers `Err(StatusCode::UNAUTHORIZED)`); trusting a query parameter
+/// lets anyone read anyone's events.
+fn demo_auth(parts: &Parts) -> Result<String, StatusCode> {
+    let uid = parts
+        .uri
         .query()
         .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
         .filter(|uid| !uid.is_empty())
         .map(str::to_owned)
         // The seed's demo picks a random uid between 100 and 198.
         .unwrap_or_else(|| (100 + ulid::Ulid::generate().random() % 99).to_string());
-    request.extensions_mut().insert(SubscriberId(uid));
-    next.run(request).await
+    Ok(uid)
 }
 
 #[tokio::main]
@@ -58,11 +60,12 @@ async fn main() -> std::io::Result<()> {
         builder = builder.store(store).resend(true);
     }
     let hub = builder.build();
-    let app = Router::new()
-        .route("/events", ssehub_hub::axum::events(hub.clone()))
-        .route_layer(middleware::from_fn(demo_auth))
+    let server = Server::builder(hub.clone(), demo_auth)
+        .events_path("/events")
         // Open to anyone who can reach the port: fine for a demo on localhost, not beyond.
-        .route("/push", ssehub_hub::axum::push(hub.clone()));
+        .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
+        .build()
+        .map_err(std::io::Error::other)?;
 
     // The seed's simulated events: a broadcast every 5 seconds.
     let ticker = hub.clone();
@@ -83,7 +86,8 @@ async fn main() -> std::io::Result<()> {
     tracing::info!("listening on http://{}/events", listener.local_addr()?);
 
     let closing = hub.clone();
-    axum::serve(listener, app)
+    server
+        .serve(listener)
         .with_graceful_shutdown(async move {
             tokio::signal::ctrl_c().await.ok();
             if data_dir.is_some() {
@@ -95,7 +99,7 @@ async fn main() -> std::io::Result<()> {
                 closing.close().await;
             }
         })
-        .await?;
+        .await;
     hub.print_push_stats();
     Ok(())
 }

@@ -56,16 +56,22 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscribeOptions {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let bad_request = |message: String| plain(StatusCode::BAD_REQUEST, &message);
-        let query = Query::<ResumeQuery>::try_from_uri(&parts.uri)
-            .map_err(|rejection| bad_request(format!("query: {}", rejection.body_text())))?;
-        let last_event_id = header(&parts.headers, "last-event-id").map_err(bad_request)?;
-        let event_type = header(&parts.headers, "event-type").map_err(bad_request)?;
-        Ok(SubscribeOptions {
-            last_event_id: last_event_id.or(query.0.last_event_id),
-            event_type: event_type.or(query.0.event_type),
-        })
+        subscribe_options(parts).map_err(|message| plain(StatusCode::BAD_REQUEST, &message))
     }
+}
+
+/// Where the client wants to resume: `Last-Event-ID` / `Event-Type` headers, else the
+/// `last_event_id` / `event_type` query. The one place this is read, for the extractor and for
+/// the lean server (`crate::server`); the error is the message for a `400`.
+pub(crate) fn subscribe_options(parts: &Parts) -> Result<SubscribeOptions, String> {
+    let query = Query::<ResumeQuery>::try_from_uri(&parts.uri)
+        .map_err(|rejection| format!("query: {}", rejection.body_text()))?;
+    let last_event_id = header(&parts.headers, "last-event-id")?;
+    let event_type = header(&parts.headers, "event-type")?;
+    Ok(SubscribeOptions {
+        last_event_id: last_event_id.or(query.0.last_event_id),
+        event_type: event_type.or(query.0.event_type),
+    })
 }
 
 /// A header's value as text; the error is the message for a `400`.

@@ -6,9 +6,10 @@
 //! bounded queue shares the same bytes, and a [`SlowClientPolicy`] decides what happens when a
 //! client cannot keep up, so memory stays bounded whatever clients do.
 //!
-//! Serve streams with the [`axum`](mod@crate::axum) handlers (feature `axum`, on by default), or
-//! from any server: a [`Subscription`] is both a `Stream` of byte chunks and an
-//! [`http_body::Body`].
+//! Serve streams with [`server::Server`] (feature `server`, on by default: a lean HTTP/1.1 path
+//! for the streams, an axum `Router` for everything else), with the [`axum`](mod@crate::axum)
+//! handlers inside your own axum app (feature `axum`), or from any server: a [`Subscription`] is
+//! both a `Stream` of byte chunks and an [`http_body::Body`].
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -37,6 +38,8 @@ pub mod push_api;
 mod registry;
 mod resend;
 mod sequencer;
+#[cfg(feature = "server")]
+pub mod server;
 mod slow_client;
 mod stats;
 pub mod store;

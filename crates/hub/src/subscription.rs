@@ -86,8 +86,9 @@ pub struct Subscription {
     connection: Arc<Connection>,
     options: SubscribeOptions,
     opening: Option<Bytes>,
-    /// Missed events being resent from the store, before anything live.
-    replay: Option<Replay>,
+    /// Missed events being resent from the store, before anything live. Boxed: most streams
+    /// never resend, and every idle connection would carry its size.
+    replay: Option<Box<Replay>>,
     heartbeat: Option<Heartbeat>,
     ended: bool,
 }
@@ -110,13 +111,13 @@ impl Subscription {
             (Some(sequencer), Some(last_event_id))
                 if config.resend && !last_event_id.is_empty() =>
             {
-                Some(Replay::new(
+                Some(Box::new(Replay::new(
                     Arc::clone(sequencer.store()),
                     &connection.uid,
                     last_event_id.to_owned(),
                     options.event_type.clone().filter(|t| !t.is_empty()),
                     config.resend_page_size,
-                ))
+                )))
             }
             _ => None,
         };

@@ -1,0 +1,198 @@
+//! One event-stream connection after its head: the hub's chunks written to the socket as they
+//! come, the socket watched for the client leaving.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::Subscription;
+
+/// How many bytes a client may send after its request before it is cut off: an event-stream
+/// client has nothing more to say, and what it sends is read only to be thrown away.
+const MAX_DISCARDED: usize = 64 * 1024;
+
+/// Writes a subscription to its socket until either side ends it. It holds no buffer of its
+/// own: the chunk being written is the hub's shared bytes, and the client's input is read into
+/// the stack and dropped.
+pub(super) struct EventStream {
+    socket: TcpStream,
+    /// `None` once the hub ended the stream (and the subscription was dropped).
+    subscription: Option<Subscription>,
+    /// What is left to write of the current chunk.
+    pending: Bytes,
+    write_timeout: Duration,
+    /// Made when a write first blocks (an idle or keeping-up stream never has one).
+    stall: Option<Pin<Box<Sleep>>>,
+    /// Whether `stall` times the current chunk.
+    stalled: bool,
+    /// Whether the head is still to be joined with the opening chunk.
+    opening: bool,
+    discarded: usize,
+}
+
+/// How an event stream ended.
+#[derive(Debug)]
+pub(super) enum End {
+    /// The hub ended the stream (closing, or the slow-client policy); everything was written.
+    Hub,
+    /// The client closed its side.
+    ClientClosed,
+    /// A chunk could not be written within the write timeout: the client does not read.
+    WriteTimeout,
+    /// The client sent more than [`MAX_DISCARDED`] bytes after its request.
+    TooMuchInput,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hub => f.write_str("the hub ended the stream"),
+            Self::ClientClosed => f.write_str("the client closed the connection"),
+            Self::WriteTimeout => f.write_str("the client read nothing within the write timeout"),
+            Self::TooMuchInput => write!(
+                f,
+                "the client sent more than {MAX_DISCARDED} bytes after its request"
+            ),
+            Self::Io(error) => write!(f, "socket error: {error}"),
+        }
+    }
+}
+
+impl EventStream {
+    /// Writes `head` (the response head), then the subscription's chunks. Without a
+    /// subscription the stream ends after the head.
+    pub(super) fn new(
+        socket: TcpStream,
+        subscription: Option<Subscription>,
+        head: Bytes,
+        write_timeout: Duration,
+    ) -> Self {
+        Self {
+            socket,
+            subscription,
+            pending: head,
+            write_timeout,
+            stall: None,
+            stalled: false,
+            opening: true,
+            discarded: 0,
+        }
+    }
+
+    /// Joins the head with the subscription's opening chunk (a comment, ready at once), so the
+    /// client gets both in one write.
+    fn join_opening(&mut self, cx: &mut Context<'_>) {
+        self.opening = false;
+        let Some(subscription) = &mut self.subscription else {
+            return;
+        };
+        if let Poll::Ready(Some(chunk)) = Pin::new(subscription).poll_next(cx) {
+            let mut joined = BytesMut::with_capacity(self.pending.len() + chunk.len());
+            joined.extend_from_slice(&self.pending);
+            joined.extend_from_slice(&chunk);
+            self.pending = joined.freeze();
+        }
+        // `None` (an ended stream) is seen again by the next poll, after the head is written.
+    }
+
+    /// Reads and drops whatever the client sent; `Ready` when the stream must end.
+    fn poll_client(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        loop {
+            // On the stack only while polled: an idle connection keeps no read buffer.
+            let mut scratch = [0u8; 512];
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    return Poll::Ready(End::ClientClosed);
+                }
+                Poll::Ready(Ok(())) => {
+                    self.discarded += buf.filled().len();
+                    if self.discarded > MAX_DISCARDED {
+                        return Poll::Ready(End::TooMuchInput);
+                    }
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Writes chunks until the subscription has none ready or the socket is full.
+    fn poll_write_chunks(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if self.opening {
+            self.join_opening(cx);
+        }
+        loop {
+            if self.pending.is_empty() {
+                let Some(subscription) = &mut self.subscription else {
+                    return match Pin::new(&mut self.socket).poll_shutdown(cx) {
+                        Poll::Ready(Ok(())) => Poll::Ready(End::Hub),
+                        Poll::Ready(Err(error)) => Poll::Ready(End::Io(error)),
+                        Poll::Pending => Poll::Pending,
+                    };
+                };
+                match Pin::new(subscription).poll_next(cx) {
+                    Poll::Ready(Some(chunk)) => self.pending = chunk,
+                    Poll::Ready(None) => {
+                        // Leaves the hub now: `Hub::close` waits for this.
+                        self.subscription = None;
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            match Pin::new(&mut self.socket).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(End::Io(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(written)) => {
+                    self.pending.advance(written);
+                    if self.pending.is_empty() {
+                        self.stalled = false;
+                    }
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
+    }
+
+    /// The socket is full: `Ready` once the current chunk has waited longer than the timeout.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if !self.stalled {
+            self.stalled = true;
+            let deadline = Instant::now() + self.write_timeout;
+            match &mut self.stall {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match &mut self.stall {
+            Some(timer) => timer.as_mut().poll(cx).map(|()| End::WriteTimeout),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Future for EventStream {
+    type Output = End;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
+        let this = self.get_mut();
+        if let Poll::Ready(end) = this.poll_client(cx) {
+            return Poll::Ready(end);
+        }
+        this.poll_write_chunks(cx)
+    }
+}
