@@ -424,6 +424,22 @@ def smoke(server: Server, seq: int = 7) -> str:
 # Report
 
 
+def source_revision() -> str:
+    """The commit the binaries were built from, `+dirty` if the work tree had changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def machine_line() -> str:
     cpuinfo: dict[str, str] = {}
     try:
@@ -478,7 +494,7 @@ def si(value: float | None) -> str:
     if value is None:
         return "–"
     for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
+        if abs(value) >= scale * 0.9995:  # 999.6k prints as 1M, not 1e+03k
             return f"{value / scale:.3g}{unit}"
     return f"{value:.3g}"
 
@@ -556,10 +572,14 @@ def loss(value: float | None) -> str:
     return "0" if value == 0 else f"{value * 100:.2g}%"
 
 
-def report(records: list[dict], scenarios: list[Scenario], servers: list[str], machine: str) -> str:
+def report(
+    records: list[dict], scenarios: list[Scenario], servers: list[str], machine: str,
+    source: str = "unknown",
+) -> str:
     """The markdown table of medians, with the ratio rows of ssehub against each baseline."""
     lines = [
         f"Machine: {machine}",
+        f"Source: {source} (the checkout run.py built from; with --no-build, the checkout at the time)",
         "",
         "| scenario | server | efficiency (deliveries/CPU-s) | delivered/s | p99 | lost "
         "| pushes failed | memory/conn (PSS) | server CPU | generator CPU | other load | clients "
@@ -717,17 +737,18 @@ def summary(record: dict) -> str:
 
 def report_file(path: Path) -> str:
     """The table of a results file written by an earlier run."""
-    machine = "unknown"
+    machine = source = "unknown"
     records = []
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         if "machine" in entry:
             machine = entry["machine"]
+            source = entry.get("source", "unknown")
         elif "scenario" in entry:
             records.append(entry)
     keys = list(dict.fromkeys(r["scenario"] for r in records))
     servers = list(dict.fromkeys(r["server"] for r in records))
-    return report(records, [SCENARIOS[k] for k in keys], servers, machine)
+    return report(records, [SCENARIOS[k] for k in keys], servers, machine, source)
 
 
 def main() -> int:
@@ -784,13 +805,16 @@ def main() -> int:
 
         check_generator(paths["generator"])
         machine = machine_line()
+        source = source_revision()
         results_path = args.results / f"{stamp}.jsonl"
-        print(f"Machine: {machine}", file=sys.stderr)
+        print(f"Machine: {machine}\nSource: {source}", file=sys.stderr)
         print(f"results: {results_path}, logs: {logdir}", file=sys.stderr)
         scenarios = [SCENARIOS[k] for k in args.scenario_keys]
         records: list[dict] = []
         with open(results_path, "w") as out:
-            out.write(json.dumps({"machine": machine, "args": sys.argv[1:]}) + "\n")
+            out.write(
+                json.dumps({"machine": machine, "source": source, "args": sys.argv[1:]}) + "\n"
+            )
             for scenario in scenarios:
                 for run in range(1, args.runs + 1):
                     for name in args.server_names:
@@ -801,7 +825,7 @@ def main() -> int:
                         out.write(json.dumps(record) + "\n")
                         out.flush()
                         print(f"[{label}] {summary(record)}", file=sys.stderr, flush=True)
-        print(report(records, scenarios, args.server_names, machine))
+        print(report(records, scenarios, args.server_names, machine, source))
         return 0
     finally:
         procs.stop_all()
