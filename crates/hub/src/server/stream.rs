@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -109,9 +110,10 @@ impl EventStream {
     /// Reads and drops whatever the client sent; `Ready` when the stream must end.
     fn poll_client(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
-            // On the stack only while polled: an idle connection keeps no read buffer.
-            let mut scratch = [0u8; 512];
-            let mut buf = ReadBuf::new(&mut scratch);
+            // On the stack only while polled: an idle connection keeps no read buffer. Left
+            // uninitialised: zeroing it on every wake-up was 3 % of a delivery's user time.
+            let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
+            let mut buf = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     return Poll::Ready(End::ClientClosed);
