@@ -213,10 +213,12 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a write to an event stream may wait for the client to make room before the
-    /// connection is dropped. Default [`DEFAULT_WRITE_TIMEOUT`]. A client that stops reading
-    /// would otherwise keep its socket (and the kernel's buffers for it) forever; its events in
-    /// the hub are bounded either way, by the slow-client policy.
+    /// How long writing one chunk of an event stream (everything the hub had queued for it when
+    /// the socket last had room) may take once the socket is full; past it the connection is
+    /// dropped. Default [`DEFAULT_WRITE_TIMEOUT`]. A client that stops reading would otherwise
+    /// keep its socket (and the kernel's buffers for it) forever; its events in the hub are
+    /// bounded either way, by the slow-client policy. The response heads written before closing
+    /// a refused connection use the same limit.
     ///
     /// ```
     /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
