@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the comparison benchmark of issue 6: ssehub against its baselines, on equal terms.
 
-    python3 bench/run.py                        # everything: builds, 3 servers x 4 scenarios x 3 runs
+    python3 bench/run.py                        # everything: builds, 4 servers x 4 scenarios x 3 runs
     python3 bench/run.py --servers ssehub,axum-broadcast --scenarios a,b --runs 1 --duration 5
     python3 bench/run.py --smoke                # one push to one subscriber per server, no load
 
@@ -73,7 +73,7 @@ class Server:
     headers: list[str] = field(default_factory=list)
 
     def command(self, paths: dict[str, Path], workdir: Path) -> list[str]:
-        if self.name == "ssehub":
+        if self.name in ("ssehub", "ssehub-store"):
             return [str(paths["ssehub-server"])]
         if self.name == "axum-broadcast":
             return [str(paths["axum-broadcast"])]
@@ -93,6 +93,10 @@ def make_servers(port_base: int) -> dict[str, Server]:
     return {
         # The hub's example server: JSON push API, no `uids` broadcasts to every connection.
         "ssehub": Server("ssehub", port_base, ssehub_body, ["Content-Type: application/json"]),
+        # The same with every push saved on disk first (RedbStore, resend on): the price of history.
+        "ssehub-store": Server(
+            "ssehub-store", port_base + 3, ssehub_body, ["Content-Type: application/json"]
+        ),
         # The raw body is the event's data.
         "axum-broadcast": Server(
             "axum-broadcast", port_base + 1, DATA_TEMPLATE, ["Content-Type: text/plain"]
@@ -260,8 +264,10 @@ def start_server(
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
     env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn")
-    # The hub's example keeps history on disk with DATA_DIR; the comparison is in memory.
+    # The hub's example keeps history on disk with DATA_DIR: only for ssehub-store, in its temp dir.
     env.pop("DATA_DIR", None)
+    if server.name == "ssehub-store":
+        env["DATA_DIR"] = str(workdir / "data")
     argv = ["taskset", "-c", "0", *server.command(paths, workdir)]
     process = None
     try:
@@ -657,8 +663,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario and server (default 3)")
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before measuring (default 2)")
-    parser.add_argument("--servers", default="ssehub,axum-broadcast,nginx-nchan",
-                        help="comma-separated subset of ssehub,axum-broadcast,nginx-nchan")
+    parser.add_argument("--servers", default="ssehub,ssehub-store,axum-broadcast,nginx-nchan",
+                        help="comma-separated subset of ssehub,ssehub-store,axum-broadcast,nginx-nchan")
     parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
     parser.add_argument("--port-base", type=int, default=18181,
                         help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2")
@@ -771,7 +777,7 @@ def main() -> int:
     if args.generator:
         paths["generator"] = args.generator.resolve()
     needed = {"generator"} if not args.smoke else set()
-    needed |= {"ssehub-server"} if "ssehub" in args.server_names else set()
+    needed |= {"ssehub-server"} if {"ssehub", "ssehub-store"} & set(args.server_names) else set()
     needed |= {"axum-broadcast"} if "axum-broadcast" in args.server_names else set()
     missing = [str(paths[key]) for key in sorted(needed) if not paths[key].is_file()]
     if missing:
