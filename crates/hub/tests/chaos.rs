@@ -12,13 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use futures_util::StreamExt;
 use ssehub_client::ClientBuilder;
 use ssehub_hub::Hub;
-use ssehub_hub::axum::SubscriberId;
+use ssehub_hub::server::Server;
 use ssehub_hub::store::{RedbStore, Retention};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -48,19 +45,14 @@ async fn chaos_hub_process() {
         .resend(true)
         .client_retry(Duration::from_millis(20))
         .build();
-    async fn reader_uid(mut request: Request, next: Next) -> Response {
-        request
-            .extensions_mut()
-            .insert(SubscriberId("reader".into()));
-        next.run(request).await
-    }
-    let app = Router::new()
-        .route("/events", ssehub_hub::axum::events(hub.clone()))
-        .route_layer(middleware::from_fn(reader_uid))
-        .route("/push", ssehub_hub::axum::push(hub.clone()));
+    // Served the way the example server serves: the lean stream path, the push API behind it.
+    let server = Server::builder(hub.clone(), |_| Ok("reader".to_owned()))
+        .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
+        .build()
+        .unwrap();
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("{READY}");
-    axum::serve(listener, app).await.unwrap();
+    server.serve(listener).await;
 }
 
 /// Starts the hub process and waits until it listens.
