@@ -172,6 +172,8 @@ impl Hub {
         }
     }
 
+    /// For the HTTP front ends (the `axum` handlers and the lean server).
+    #[cfg(feature = "axum")]
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
     }
