@@ -63,6 +63,10 @@ SCENARIOS = {
 }
 
 
+# The batch delay of the ssehub-batched server, in ms (--batch-delay-ms).
+BATCH_DELAY_MS = 5
+
+
 @dataclass
 class Server:
     """How to start one server and push to it."""
@@ -73,7 +77,7 @@ class Server:
     headers: list[str] = field(default_factory=list)
 
     def command(self, paths: dict[str, Path], workdir: Path) -> list[str]:
-        if self.name in ("ssehub", "ssehub-store"):
+        if self.name in ("ssehub", "ssehub-store", "ssehub-batched"):
             return [str(paths["ssehub-server"])]
         if self.name == "axum-broadcast":
             return [str(paths["axum-broadcast"])]
@@ -96,6 +100,11 @@ def make_servers(port_base: int) -> dict[str, Server]:
         # The same with every push saved on disk first (RedbStore, resend on): the price of history.
         "ssehub-store": Server(
             "ssehub-store", port_base + 3, ssehub_body, ["Content-Type: application/json"]
+        ),
+        # The same in memory with `batch_delay` (--batch-delay-ms, 5 by default): up to that much
+        # more latency, fewer writes.
+        "ssehub-batched": Server(
+            "ssehub-batched", port_base + 4, ssehub_body, ["Content-Type: application/json"]
         ),
         # The raw body is the event's data.
         "axum-broadcast": Server(
@@ -266,8 +275,11 @@ def start_server(
     env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn")
     # The hub's example keeps history on disk with DATA_DIR: only for ssehub-store, in its temp dir.
     env.pop("DATA_DIR", None)
+    env.pop("BATCH_DELAY_MS", None)
     if server.name == "ssehub-store":
         env["DATA_DIR"] = str(workdir / "data")
+    if server.name == "ssehub-batched":
+        env["BATCH_DELAY_MS"] = str(BATCH_DELAY_MS)
     argv = ["taskset", "-c", "0", *server.command(paths, workdir)]
     process = None
     try:
@@ -664,7 +676,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before measuring (default 2)")
     parser.add_argument("--servers", default="ssehub,ssehub-store,axum-broadcast,nginx-nchan",
-                        help="comma-separated subset of ssehub,ssehub-store,axum-broadcast,nginx-nchan")
+                        help="comma-separated subset of ssehub,ssehub-store,ssehub-batched,axum-broadcast,nginx-nchan")
+    parser.add_argument("--batch-delay-ms", type=int, default=5,
+                        help="the batch delay of ssehub-batched, in ms (default 5)")
     parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
     parser.add_argument("--port-base", type=int, default=18181,
                         help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2")
@@ -759,6 +773,8 @@ def report_file(path: Path) -> str:
 
 def main() -> int:
     args = parse_args()
+    global BATCH_DELAY_MS
+    BATCH_DELAY_MS = args.batch_delay_ms
     if args.report:
         print(report_file(args.report))
         return 0
@@ -777,7 +793,7 @@ def main() -> int:
     if args.generator:
         paths["generator"] = args.generator.resolve()
     needed = {"generator"} if not args.smoke else set()
-    needed |= {"ssehub-server"} if {"ssehub", "ssehub-store"} & set(args.server_names) else set()
+    needed |= {"ssehub-server"} if {"ssehub", "ssehub-store", "ssehub-batched"} & set(args.server_names) else set()
     needed |= {"axum-broadcast"} if "axum-broadcast" in args.server_names else set()
     missing = [str(paths[key]) for key in sorted(needed) if not paths[key].is_file()]
     if missing:

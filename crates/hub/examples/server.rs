@@ -8,6 +8,7 @@
 //! ```sh
 //! cargo run -p ssehub-hub --example server            # PORT=8080 by default
 //! DATA_DIR=/tmp/ssehub cargo run -p ssehub-hub --example server   # keeps history
+//! BATCH_DELAY_MS=5 cargo run -p ssehub-hub --example server       # batches writes (5 ms at most)
 //! curl -N 'http://127.0.0.1:8080/events?uid=u001'
 //! curl -X POST -H 'Content-Type: application/json' \
 //!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
@@ -58,6 +59,14 @@ async fn main() -> std::io::Result<()> {
         let store = RedbStore::open(dir, retention).map_err(std::io::Error::other)?;
         tracing::info!(path = %store.path().display(), "history on disk; resend on reconnect");
         builder = builder.store(store).resend(true);
+    }
+    // A tuning knob: hold each stream's write up to this long to batch events (see
+    // `HubBuilder::batch_delay`); off unless set.
+    if let Some(ms) = std::env::var("BATCH_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder = builder.batch_delay(Some(Duration::from_millis(ms)));
     }
     let hub = builder.build();
     let server = Server::builder(hub.clone(), demo_auth)

@@ -186,6 +186,20 @@ impl Connection {
         offered
     }
 
+    /// Ready once anything is queued (or the connection closed); registers the stream's waker
+    /// otherwise. Takes nothing.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut outbox = self.outbox();
+        if !outbox.queue.is_empty() || !outbox.overflow.is_empty() || outbox.closed {
+            return Poll::Ready(());
+        }
+        match &outbox.reader {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => outbox.reader = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// Takes everything queued as one chunk, or registers the stream's waker.
     /// `Ready(None)`: the connection is closed and fully drained.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Option<Drained>> {

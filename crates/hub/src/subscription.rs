@@ -11,7 +11,7 @@ use futures_core::Stream;
 use http_body::{Body, Frame};
 use tokio::time::{Duration, Instant, Sleep};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Drained};
 use crate::hub::Shared;
 use crate::resend::{Replay, Step};
 
@@ -90,7 +90,17 @@ pub struct Subscription {
     /// never resend, and every idle connection would carry its size.
     replay: Option<Box<Replay>>,
     heartbeat: Option<Heartbeat>,
+    /// With a batch delay: the pause between the first queued event and the write.
+    batch: Option<Box<Batch>>,
     ended: bool,
+}
+
+/// Holds a stream's write back for a moment after its first queued event.
+struct Batch {
+    delay: Duration,
+    /// Set while an event waits; made on first use, reset for every batch.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 struct Heartbeat {
@@ -125,6 +135,13 @@ impl Subscription {
         if let Some(retry) = config.client_retry {
             opening.extend_from_slice(&ssehub_wire::encode_retry(retry));
         }
+        let batch = config.batch_delay.map(|delay| {
+            Box::new(Batch {
+                delay,
+                timer: None,
+                waiting: false,
+            })
+        });
         let heartbeat = config.heartbeat.map(|interval| Heartbeat {
             interval,
             timer: None,
@@ -137,6 +154,7 @@ impl Subscription {
             opening: Some(opening.freeze()),
             replay,
             heartbeat,
+            batch,
             ended: false,
         }
     }
@@ -201,7 +219,11 @@ impl Subscription {
                 }
             }
         }
-        match self.connection.poll_drain(cx) {
+        let drained = match &mut self.batch {
+            Some(batch) => batch.poll_drain(&self.connection, cx),
+            None => self.connection.poll_drain(cx),
+        };
+        match drained {
             Poll::Ready(Some(drained)) => {
                 if drained.from_overflow > 0 {
                     self.shared
@@ -238,6 +260,30 @@ impl Subscription {
             timer.as_mut().reset(now + heartbeat.interval);
             return Poll::Ready(Some(ssehub_wire::heartbeat()));
         }
+    }
+}
+
+impl Batch {
+    /// Drains the connection once the delay since its first queued event has passed.
+    fn poll_drain(
+        &mut self,
+        connection: &Connection,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Drained>> {
+        if !self.waiting {
+            ready!(connection.poll_ready(cx));
+            let deadline = Instant::now() + self.delay;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.waiting = true;
+        }
+        if let Some(timer) = &mut self.timer {
+            ready!(timer.as_mut().poll(cx));
+        }
+        self.waiting = false;
+        connection.poll_drain(cx)
     }
 }
 
@@ -319,5 +365,44 @@ mod tests {
             hub.broadcast([Event::new("x").with_id("1")]).await.unwrap();
             assert_eq!(stream.next().await.unwrap(), "id: 1\ndata: x\n\n");
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_delay_puts_the_events_of_the_delay_in_one_write() {
+        use futures_util::FutureExt;
+        use std::time::Duration;
+
+        let hub = Hub::builder()
+            .heartbeat(None)
+            .batch_delay(Some(Duration::from_millis(5)))
+            .build();
+        let mut stream = hub.subscribe("alice", Default::default()).unwrap();
+        assert_eq!(stream.next().await.unwrap(), ":ok\n");
+
+        let start = tokio::time::Instant::now();
+        hub.broadcast([Event::new("1").with_id("1")]).await.unwrap();
+        assert!(stream.next().now_or_never().is_none(), "held back");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        hub.broadcast([Event::new("2").with_id("2")]).await.unwrap();
+        assert!(stream.next().now_or_never().is_none(), "still held back");
+        let chunk = stream.next().await.unwrap();
+        assert_eq!(chunk, "id: 1\ndata: 1\n\nid: 2\ndata: 2\n\n");
+        assert_eq!(start.elapsed(), Duration::from_millis(5));
+
+        // The next event starts a new delay; closing does not wait for more than it.
+        hub.broadcast([Event::new("3").with_id("3")]).await.unwrap();
+        let closing = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.close().await }
+        });
+        let chunk = stream.next().await.unwrap();
+        assert!(chunk.starts_with(b"id: 3\ndata: 3\n\n"), "{chunk:?}");
+        let mut rest = chunk.slice(b"id: 3\ndata: 3\n\n".len()..).to_vec();
+        while let Some(more) = stream.next().await {
+            rest.extend_from_slice(&more);
+        }
+        assert_eq!(rest, b"event: close\ndata: closed\n\n");
+        drop(stream);
+        closing.await.unwrap();
     }
 }
