@@ -53,6 +53,14 @@ struct Waiting {
 }
 
 impl Outbox {
+    /// Remembers the stream's waker for the next offer (kept if it is the same task's).
+    fn park(&mut self, cx: &Context<'_>) {
+        match &self.reader {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.reader = Some(cx.waker().clone()),
+        }
+    }
+
     /// Closes the outbox and frees what it holds (empty deques own no memory).
     fn discard(&mut self) {
         self.closed = true;
@@ -193,10 +201,7 @@ impl Connection {
         if !outbox.queue.is_empty() || !outbox.overflow.is_empty() || outbox.closed {
             return Poll::Ready(());
         }
-        match &outbox.reader {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => outbox.reader = Some(cx.waker().clone()),
-        }
+        outbox.park(cx);
         Poll::Pending
     }
 
@@ -212,10 +217,7 @@ impl Connection {
                     from_overflow: 0,
                 }));
             }
-            match &outbox.reader {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => outbox.reader = Some(cx.waker().clone()),
-            }
+            outbox.park(cx);
             return Poll::Pending;
         }
         let from_overflow = outbox.overflow.len();

@@ -118,18 +118,8 @@ async fn disconnect_policy_cuts_a_never_reading_client_off() {
         .build();
     let server = TestServer::start(hub).await;
     let mut socket = connect_and_stall(&server, "stalled").await;
-    let payload = "x".repeat(64 << 10);
     let hub = server.hub.clone();
-    let mut pushed = 0;
-    // Push until the hub gives up on the client (socket buffers first, then the queue).
-    while hub.stats().failed == 0 {
-        assert!(pushed < 10_000, "the client was never cut off");
-        hub.push(["stalled"], [Event::new(payload.clone())])
-            .await
-            .unwrap();
-        pushed += 1;
-        tokio::task::yield_now().await;
-    }
+    common::push_until_cut_off(&hub, "stalled").await;
     // Once the client reads, it finds the response ended after what was already in flight: the
     // chunked body's terminator (the connection itself may stay open for another request).
     let mut sink = vec![0u8; 1 << 20];

@@ -502,17 +502,7 @@ async fn disconnect_policy_ends_a_never_reading_clients_stream() {
         .build();
     let lean = Lean::start(hub.clone()).await;
     let mut client = lean.subscribe("uid=stalled").await;
-    let payload = "x".repeat(64 << 10);
-    let mut pushed = 0;
-    // Push until the hub gives up on the client (socket buffers first, then the queue).
-    while hub.stats().failed == 0 {
-        assert!(pushed < 10_000, "the client was never cut off");
-        hub.push(["stalled"], [Event::new(payload.clone())])
-            .await
-            .unwrap();
-        pushed += 1;
-        tokio::task::yield_now().await;
-    }
+    common::push_until_cut_off(&hub, "stalled").await;
     // Once the client reads, it gets what was in flight and then the end of the connection.
     let mut sink = vec![0u8; 1 << 20];
     within(async { while client.socket.read(&mut sink).await.unwrap() > 0 {} }).await;

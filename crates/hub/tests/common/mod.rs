@@ -183,3 +183,19 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Pushes 64 KiB events to `uid`, which reads nothing, until the hub gives up on it (its socket
+/// buffers fill first, then its queue); returns how many were pushed. Fails after 10,000.
+pub async fn push_until_cut_off(hub: &Hub, uid: &str) -> usize {
+    let payload = "x".repeat(64 << 10);
+    let mut pushed = 0;
+    while hub.stats().failed == 0 {
+        assert!(pushed < 10_000, "the client was never cut off");
+        hub.push([uid], [Event::new(payload.clone())])
+            .await
+            .unwrap();
+        pushed += 1;
+        tokio::task::yield_now().await;
+    }
+    pushed
+}
