@@ -31,9 +31,10 @@
 #[cfg(feature = "axum")]
 pub mod axum;
 mod config;
-mod connection;
+mod delivery;
 mod error;
 mod hub;
+mod outbox;
 pub mod push_api;
 mod registry;
 mod resend;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::connection::Connection;
+use crate::outbox::Connection;
 
 type Shard = HashMap<Arc<str>, Vec<Arc<Connection>>>;
 

@@ -14,7 +14,8 @@ use ssehub_wire::Event;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::PushError;
-use crate::hub::{Shared, Tally};
+use crate::delivery::Tally;
+use crate::hub::Shared;
 use crate::store::{Recipients, Record, Store, StoreError};
 
 /// Pushes waiting for the committer; a full queue makes pushers wait (backpressure).

@@ -11,8 +11,8 @@ use futures_core::Stream;
 use http_body::{Body, Frame};
 use tokio::time::{Duration, Instant, Sleep};
 
-use crate::connection::{Connection, Drained};
 use crate::hub::Shared;
+use crate::outbox::{Connection, Drained};
 use crate::resend::{Replay, Step};
 
 /// Where a (re)connecting client wants to resume, from the query string or the headers.

@@ -4,20 +4,20 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use super::{ListQuery, Page, Record, Retention, Store, StoreError, async_trait};
+use crate::{ListQuery, Page, Record, Retention, Store, StoreError, async_trait};
 
 /// Keeps the newest events in memory, within a [`Retention`].
 ///
 /// Clients that reconnect to the same process get what they missed; a restart loses the
-/// history (use [`RedbStore`](super::RedbStore) to keep it). Memory is bounded by the
+/// history (use `ssehub_store_redb::RedbStore` to keep it). Memory is bounded by the
 /// retention's event count times the events' size.
 ///
 /// ```
 /// use std::time::Duration;
-/// use ssehub_hub::store::MemoryStore;
+/// use ssehub_store::MemoryStore;
 ///
 /// let store = MemoryStore::new(10_000).max_age(Duration::from_secs(600));
-/// let hub = ssehub_hub::Hub::builder().store(store).resend(true).build();
+/// assert!(store.is_empty());
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -39,7 +39,7 @@ impl MemoryStore {
     /// A store keeping the newest `max_events` events (at least 1).
     ///
     /// ```
-    /// let store = ssehub_hub::store::MemoryStore::new(1_000);
+    /// let store = ssehub_store::MemoryStore::new(1_000);
     /// ```
     pub fn new(max_events: u64) -> Self {
         Self::with_retention(Retention::events(max_events))
@@ -48,7 +48,7 @@ impl MemoryStore {
     /// A store keeping what `retention` says.
     ///
     /// ```
-    /// use ssehub_hub::store::{MemoryStore, Retention};
+    /// use ssehub_store::{MemoryStore, Retention};
     /// let store = MemoryStore::with_retention(Retention::events(100));
     /// ```
     pub fn with_retention(retention: Retention) -> Self {
@@ -61,7 +61,7 @@ impl MemoryStore {
     /// Also drops events older than `age`.
     ///
     /// ```
-    /// let store = ssehub_hub::store::MemoryStore::new(1_000)
+    /// let store = ssehub_store::MemoryStore::new(1_000)
     ///     .max_age(std::time::Duration::from_secs(60));
     /// ```
     #[must_use]
@@ -73,7 +73,7 @@ impl MemoryStore {
     /// How many events it holds now.
     ///
     /// ```
-    /// assert_eq!(ssehub_hub::store::MemoryStore::new(10).len(), 0);
+    /// assert_eq!(ssehub_store::MemoryStore::new(10).len(), 0);
     /// ```
     pub fn len(&self) -> usize {
         self.history().records.len()
@@ -82,7 +82,7 @@ impl MemoryStore {
     /// Whether it holds no events.
     ///
     /// ```
-    /// assert!(ssehub_hub::store::MemoryStore::new(10).is_empty());
+    /// assert!(ssehub_store::MemoryStore::new(10).is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -149,7 +149,7 @@ mod tests {
 
     use super::*;
     use crate::Event;
-    use crate::store::Recipients;
+    use crate::Recipients;
 
     fn record(seq: u64, uid: Option<&str>) -> Record {
         let recipients = uid.map_or(Recipients::All, |uid| Recipients::uids([uid]));

@@ -8,7 +8,8 @@ use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, T
 use bytes::Bytes;
 use ssehub_wire::{Event, Utf8Bytes};
 
-use super::{ListQuery, Page, Recipients, Record, Retention, Store, StoreError, async_trait};
+use ssehub_store::{ListQuery, Page, Recipients, Record, Store, async_trait};
+pub use ssehub_store::{Retention, StoreError};
 
 /// `seq` → the record, encoded by [`encode`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -29,13 +30,13 @@ const FILE_NAME: &str = "events.redb";
 /// Only one process can open a directory at a time.
 ///
 /// ```
-/// use ssehub_hub::store::{RedbStore, Retention};
+/// use ssehub_store_redb::{RedbStore, Retention};
 ///
-/// # fn main() -> Result<(), ssehub_hub::store::StoreError> {
+/// # fn main() -> Result<(), ssehub_store_redb::StoreError> {
 /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-{}", std::process::id()));
 /// let store = RedbStore::open(&dir, Retention::events(1_000_000))?;
-/// let hub = ssehub_hub::Hub::builder().store(store).resend(true).build();
-/// # drop(hub); std::fs::remove_dir_all(&dir).ok();
+/// // Hub::builder().store(store).resend(true).build()
+/// # drop(store); std::fs::remove_dir_all(&dir).ok();
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -59,7 +60,7 @@ impl RedbStore {
     /// not a store, or another process has it open.
     ///
     /// ```
-    /// use ssehub_hub::store::{RedbStore, Retention};
+    /// use ssehub_store_redb::{RedbStore, Retention};
     /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-open-{}", std::process::id()));
     /// let store = RedbStore::open(&dir, Retention::events(1_000)).unwrap();
     /// # drop(store); std::fs::remove_dir_all(&dir).ok();
@@ -95,7 +96,7 @@ impl RedbStore {
     /// The database file.
     ///
     /// ```
-    /// use ssehub_hub::store::{RedbStore, Retention};
+    /// use ssehub_store_redb::{RedbStore, Retention};
     /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-path-{}", std::process::id()));
     /// let store = RedbStore::open(&dir, Retention::events(10)).unwrap();
     /// assert!(store.path().starts_with(&dir));

@@ -1,5 +1,9 @@
-//! Event history: the [`Store`] trait the hub saves pushes to and resends missed events from,
-//! with an in-memory store and an embedded on-disk one.
+//! Event history for ssehub: the [`Store`] trait the hub saves pushes to and resends missed
+//! events from, its record types, and [`MemoryStore`].
+//!
+//! This crate depends on the wire format only, so a backend's author compiles neither hyper nor
+//! axum. The embedded on-disk store is `ssehub-store-redb`; the hub re-exports both as
+//! `ssehub_hub::store`.
 //!
 //! The hub numbers every event it saves with a sequence number (`seq`): increasing, gap-free
 //! within one store, and continued after a restart from [`Store::last_seq`]. Stored order is the
@@ -8,13 +12,13 @@
 //! that user or broadcast.
 //!
 //! ```
-//! use ssehub_hub::store::MemoryStore;
-//! use ssehub_hub::Hub;
+//! use ssehub_store::{Event, MemoryStore, Recipients, Record, Store};
 //!
-//! let hub = Hub::builder()
-//!     .store(MemoryStore::new(10_000))
-//!     .resend(true)
-//!     .build();
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ssehub_store::StoreError> {
+//! let store = MemoryStore::new(10_000);
+//! store.save(&[Record::new(1, Event::new("hi").with_id("a"), Recipients::All)]).await?;
+//! assert_eq!(store.last_seq().await?, 1);
+//! # Ok(()) }
 //! ```
 
 use std::borrow::Borrow;
@@ -24,16 +28,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ssehub_wire::Event;
+pub use ssehub_wire::Event;
 
 mod memory;
-#[cfg(feature = "redb")]
-mod redb;
 
 pub use async_trait::async_trait;
 pub use memory::MemoryStore;
-#[cfg(feature = "redb")]
-pub use redb::RedbStore;
 
 /// Where pushed events are kept, so that a reconnecting client gets what it missed.
 ///
@@ -52,7 +52,7 @@ pub use redb::RedbStore;
 ///
 /// ```
 /// use std::sync::Mutex;
-/// use ssehub_hub::store::{async_trait, ListQuery, Page, Record, Store, StoreError};
+/// use ssehub_store::{async_trait, ListQuery, Page, Record, Store, StoreError};
 ///
 /// /// A store that keeps everything in a `Vec` (use `MemoryStore` for real).
 /// #[derive(Default)]
@@ -77,7 +77,11 @@ pub use redb::RedbStore;
 ///     }
 /// }
 ///
-/// let hub = ssehub_hub::Hub::builder().store(VecStore::default()).resend(true).build();
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = VecStore::default();
+/// store.save(&[Record::new(1, ssehub_store::Event::new("x").with_id("a"), ssehub_store::Recipients::All)]).await.unwrap();
+/// assert_eq!(store.seq_of("a").await.unwrap(), Some(1));
+/// # }
 /// ```
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -99,10 +103,11 @@ pub trait Store: Send + Sync + 'static {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use ssehub_hub::store::MemoryStore;
+/// use ssehub_store::MemoryStore;
 ///
 /// let store = Arc::new(MemoryStore::new(100));
-/// let hub = ssehub_hub::Hub::builder().store(Arc::clone(&store)).build();
+/// fn takes_a_store(_: impl ssehub_store::Store) {}
+/// takes_a_store(Arc::clone(&store)); // as `Hub::builder().store(..)` does
 /// assert!(store.is_empty());
 /// ```
 #[async_trait]
@@ -127,7 +132,7 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 /// Who a stored event was pushed to.
 ///
 /// ```
-/// use ssehub_hub::store::Recipients;
+/// use ssehub_store::Recipients;
 ///
 /// let recipients = Recipients::uids(["bob", "alice", "bob"]);
 /// assert_eq!(recipients, Recipients::Uids(vec!["alice".into(), "bob".into()].into()));
@@ -146,7 +151,7 @@ impl Recipients {
     /// Recipients for these uids (sorted and deduplicated); [`Recipients::All`] if there are none.
     ///
     /// ```
-    /// use ssehub_hub::store::Recipients;
+    /// use ssehub_store::Recipients;
     /// assert_eq!(Recipients::uids(Vec::<String>::new()), Recipients::All);
     /// ```
     pub fn uids<I, S>(uids: I) -> Self
@@ -166,7 +171,7 @@ impl Recipients {
     /// Whether `uid` is one of the recipients.
     ///
     /// ```
-    /// use ssehub_hub::store::Recipients;
+    /// use ssehub_store::Recipients;
     /// assert!(!Recipients::uids(["alice"]).includes("bob"));
     /// ```
     pub fn includes(&self, uid: &str) -> bool {
@@ -181,8 +186,8 @@ impl Recipients {
 /// was for and when it was saved.
 ///
 /// ```
-/// use ssehub_hub::store::{Record, Recipients};
-/// use ssehub_hub::Event;
+/// use ssehub_store::{Record, Recipients};
+/// use ssehub_store::Event;
 ///
 /// let record = Record::new(1, Event::new("hi").with_id("a1"), Recipients::uids(["alice"]));
 /// assert_eq!(record.id(), "a1");
@@ -206,10 +211,10 @@ impl Record {
     /// A record saved now.
     ///
     /// ```
-    /// let record = ssehub_hub::store::Record::new(
+    /// let record = ssehub_store::Record::new(
     ///     7,
-    ///     ssehub_hub::Event::new("x"),
-    ///     ssehub_hub::store::Recipients::All,
+    ///     ssehub_store::Event::new("x"),
+    ///     ssehub_store::Recipients::All,
     /// );
     /// assert_eq!(record.seq, 7);
     /// ```
@@ -225,10 +230,10 @@ impl Record {
     /// The event's id ("" if it has none; the hub always assigns one before saving).
     ///
     /// ```
-    /// let record = ssehub_hub::store::Record::new(
+    /// let record = ssehub_store::Record::new(
     ///     1,
-    ///     ssehub_hub::Event::new("x").with_id("7"),
-    ///     ssehub_hub::store::Recipients::All,
+    ///     ssehub_store::Event::new("x").with_id("7"),
+    ///     ssehub_store::Recipients::All,
     /// );
     /// assert_eq!(record.id(), "7");
     /// ```
@@ -239,10 +244,10 @@ impl Record {
     /// The event's type, `message` when it has none (as clients see it).
     ///
     /// ```
-    /// let record = ssehub_hub::store::Record::new(
+    /// let record = ssehub_store::Record::new(
     ///     1,
-    ///     ssehub_hub::Event::new("x"),
-    ///     ssehub_hub::store::Recipients::All,
+    ///     ssehub_store::Event::new("x"),
+    ///     ssehub_store::Recipients::All,
     /// );
     /// assert_eq!(record.event_type(), "message");
     /// ```
@@ -253,8 +258,8 @@ impl Record {
     /// Whether a client of `uid`, asking only for `event_type` if given, may be resent this.
     ///
     /// ```
-    /// use ssehub_hub::store::{Record, Recipients};
-    /// let record = Record::new(1, ssehub_hub::Event::new("x").with_event("order"), Recipients::All);
+    /// use ssehub_store::{Record, Recipients};
+    /// let record = Record::new(1, ssehub_store::Event::new("x").with_event("order"), Recipients::All);
     /// assert!(record.visible_to("anyone", Some("order")));
     /// assert!(!record.visible_to("anyone", Some("chat")));
     /// ```
@@ -266,7 +271,7 @@ impl Record {
 /// What [`Store::list_after`] is asked for.
 ///
 /// ```
-/// let query = ssehub_hub::store::ListQuery::new("alice", 41, 100);
+/// let query = ssehub_store::ListQuery::new("alice", 41, 100);
 /// assert_eq!((query.after, query.limit), (41, 100));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +291,7 @@ impl ListQuery {
     /// A query for `uid`'s records after `after`, `limit` at a time, of any type.
     ///
     /// ```
-    /// let query = ssehub_hub::store::ListQuery::new("alice", 0, 10);
+    /// let query = ssehub_store::ListQuery::new("alice", 0, 10);
     /// assert_eq!(query.event_type, None);
     /// ```
     pub fn new(uid: impl Into<String>, after: u64, limit: usize) -> Self {
@@ -301,7 +306,7 @@ impl ListQuery {
     /// Only records of this event type.
     ///
     /// ```
-    /// let query = ssehub_hub::store::ListQuery::new("alice", 0, 10).event_type("order");
+    /// let query = ssehub_store::ListQuery::new("alice", 0, 10).event_type("order");
     /// assert_eq!(query.event_type.as_deref(), Some("order"));
     /// ```
     #[must_use]
@@ -313,8 +318,8 @@ impl ListQuery {
     /// Whether `record` answers this query (apart from `after` and `limit`).
     ///
     /// ```
-    /// use ssehub_hub::store::{ListQuery, Record, Recipients};
-    /// let record = Record::new(3, ssehub_hub::Event::new("x"), Recipients::uids(["bob"]));
+    /// use ssehub_store::{ListQuery, Record, Recipients};
+    /// let record = Record::new(3, ssehub_store::Event::new("x"), Recipients::uids(["bob"]));
     /// assert!(!ListQuery::new("alice", 0, 10).matches(&record));
     /// ```
     pub fn matches(&self, record: &Record) -> bool {
@@ -325,8 +330,8 @@ impl ListQuery {
 /// One page of [`Store::list_after`]: the records found and where the listing got to.
 ///
 /// ```
-/// use ssehub_hub::store::{ListQuery, Page, Record, Recipients};
-/// use ssehub_hub::Event;
+/// use ssehub_store::{ListQuery, Page, Record, Recipients};
+/// use ssehub_store::Event;
 ///
 /// let history: Vec<Record> = (1..=5)
 ///     .map(|seq| Record::new(seq, Event::new("x"), Recipients::uids([if seq % 2 == 0 { "bob" } else { "alice" }])))
@@ -358,7 +363,7 @@ impl Page {
     /// the limit, looking at no more than `limit ×` [`Page::SCAN_FACTOR`] records.
     ///
     /// ```
-    /// use ssehub_hub::store::{ListQuery, Page, Record};
+    /// use ssehub_store::{ListQuery, Page, Record};
     /// let page = Page::collect(&ListQuery::new("alice", 9, 10), std::iter::empty::<Record>());
     /// assert!(page.end);
     /// assert_eq!(page.scanned_through, 9);
@@ -378,7 +383,7 @@ impl Page {
     /// the first error, having loaded no more records than the page needs.
     ///
     /// ```
-    /// use ssehub_hub::store::{ListQuery, Page, Record, StoreError};
+    /// use ssehub_store::{ListQuery, Page, Record, StoreError};
     /// let failing = [Err::<Record, _>(StoreError::Corrupt { seq: 1, reason: "bad".into() })];
     /// assert!(Page::try_collect(&ListQuery::new("alice", 0, 10), failing).is_err());
     /// ```
@@ -416,7 +421,7 @@ impl Page {
 ///
 /// ```
 /// use std::time::Duration;
-/// let retention = ssehub_hub::store::Retention::events(100_000).max_age(Duration::from_secs(3600));
+/// let retention = ssehub_store::Retention::events(100_000).max_age(Duration::from_secs(3600));
 /// assert_eq!(retention.max_events, 100_000);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,7 +437,7 @@ impl Retention {
     /// Keep the newest `max_events` events, of any age.
     ///
     /// ```
-    /// let retention = ssehub_hub::store::Retention::events(10);
+    /// let retention = ssehub_store::Retention::events(10);
     /// assert_eq!(retention.max_age, None);
     /// ```
     pub fn events(max_events: u64) -> Self {
@@ -445,7 +450,7 @@ impl Retention {
     /// Also drop events older than `age`.
     ///
     /// ```
-    /// let retention = ssehub_hub::store::Retention::events(10)
+    /// let retention = ssehub_store::Retention::events(10)
     ///     .max_age(std::time::Duration::from_secs(60));
     /// ```
     #[must_use]
@@ -454,8 +459,16 @@ impl Retention {
         self
     }
 
-    /// Whether a record saved at `saved_at` is too old at `now`.
-    pub(crate) fn expired(&self, saved_at: SystemTime, now: SystemTime) -> bool {
+    /// Whether a record saved at `saved_at` is too old at `now` (for a backend's pruning).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let retention = ssehub_store::Retention::events(10).max_age(Duration::from_secs(60));
+    /// let now = SystemTime::now();
+    /// assert!(retention.expired(now - Duration::from_secs(61), now));
+    /// assert!(!retention.expired(now - Duration::from_secs(59), now));
+    /// ```
+    pub fn expired(&self, saved_at: SystemTime, now: SystemTime) -> bool {
         self.max_age.is_some_and(|age| {
             now.duration_since(saved_at)
                 .is_ok_and(|elapsed| elapsed > age)
@@ -466,7 +479,7 @@ impl Retention {
 /// A store failed. Pushes that could not be saved are refused and sent to no one.
 ///
 /// ```
-/// use ssehub_hub::store::StoreError;
+/// use ssehub_store::StoreError;
 ///
 /// let error = StoreError::backend(std::io::Error::other("disk full"));
 /// assert_eq!(error.to_string(), "the event store failed: disk full");
@@ -489,7 +502,7 @@ impl StoreError {
     /// Wraps a backend's error.
     ///
     /// ```
-    /// let error = ssehub_hub::store::StoreError::backend(std::io::Error::other("timeout"));
+    /// let error = ssehub_store::StoreError::backend(std::io::Error::other("timeout"));
     /// ```
     pub fn backend(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         Self::Backend(Arc::from(error.into()))
