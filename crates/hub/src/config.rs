@@ -15,6 +15,8 @@ pub(crate) type PushFailedHandler = Arc<dyn Fn(&str, &Event) + Send + Sync>;
 
 /// The default number of events a connection's queue holds.
 pub const DEFAULT_CONNECTION_BUFFER: usize = 256;
+/// The default number of bytes a connection's queue holds (its waiting area as many more).
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// The default heartbeat interval (the seed's): a comment after this long without a write.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// The default time [`Hub::close`] waits for streams to flush their last events.
@@ -26,6 +28,7 @@ pub const DEFAULT_RESEND_PAGE_SIZE: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) connection_buffer: usize,
+    pub(crate) max_queued_bytes: usize,
     pub(crate) slow_client: SlowClientPolicy,
     pub(crate) workers: usize,
     pub(crate) heartbeat: Option<Duration>,
@@ -49,6 +52,7 @@ impl Default for Config {
         );
         Self {
             connection_buffer: DEFAULT_CONNECTION_BUFFER,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             slow_client: SlowClientPolicy::default(),
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             heartbeat: Some(DEFAULT_HEARTBEAT),
@@ -68,6 +72,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("connection_buffer", &self.connection_buffer)
+            .field("max_queued_bytes", &self.max_queued_bytes)
             .field("slow_client", &self.slow_client)
             .field("workers", &self.workers)
             .field("heartbeat", &self.heartbeat)
@@ -114,6 +119,20 @@ impl HubBuilder {
     /// ```
     pub fn connection_buffer(mut self, events: usize) -> Self {
         self.config.connection_buffer = events.max(1);
+        self
+    }
+
+    /// How many bytes of events each connection's queue holds before the slow-client policy
+    /// applies, beside the [event count](HubBuilder::connection_buffer); the waiting area of
+    /// [`SlowClientPolicy::Wait`] holds as many more. Events are shared between connections, so
+    /// this bounds what one slow client can pin, not a copy. An event larger than the budget
+    /// still goes into an empty queue. Default [`DEFAULT_MAX_QUEUED_BYTES`]; at least 1.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().max_queued_bytes(256 * 1024).build();
+    /// ```
+    pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_queued_bytes = bytes.max(1);
         self
     }
 

@@ -2,6 +2,7 @@
 //! slow-client watchdogs, and the accounting of what was delivered and what failed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use ssehub_wire::{Decoder, Event, Frame};
@@ -22,6 +23,8 @@ pub(crate) struct Tally {
     pub(crate) success: usize,
     pub(crate) connections: usize,
     pub(crate) failed: Vec<(Arc<str>, Bytes)>,
+    /// Connections cut off by the slow-client policy.
+    pub(crate) cut_off: usize,
 }
 
 impl Tally {
@@ -30,6 +33,7 @@ impl Tally {
         self.success += other.success;
         self.connections += other.connections;
         self.failed.extend(other.failed);
+        self.cut_off += other.cut_off;
     }
 }
 
@@ -63,8 +67,7 @@ impl Shared {
         first_seq: u64,
         tally: &mut Tally,
     ) {
-        let policy = self.config.slow_client;
-        let offered = connection.offer(events, first_seq, self.config.connection_buffer, policy);
+        let offered = connection.offer(events, first_seq, &self.rules);
         if offered.closed {
             return;
         }
@@ -73,18 +76,22 @@ impl Shared {
         if offered.queued + offered.waiting > 0 {
             tally.connections += 1;
         }
-        if let Some(from) = offered.failed_from {
-            if policy == SlowClientPolicy::Disconnect {
-                tracing::info!(uid = %connection.uid, connection = connection.id, "slow client disconnected");
-            }
-            tally.failed.extend(
-                events[from..]
-                    .iter()
-                    .map(|event| (Arc::clone(&connection.uid), event.clone())),
-            );
+        if offered.cut_off {
+            tally.cut_off += 1;
+            tracing::debug!(uid = %connection.uid, connection = connection.id, "slow client cut off");
         }
+        let failed = offered.dropped_waiting.into_iter().chain(
+            offered
+                .failed_from
+                .map_or(&[][..], |from| &events[from..])
+                .iter()
+                .cloned(),
+        );
+        tally
+            .failed
+            .extend(failed.map(|event| (Arc::clone(&connection.uid), event)));
         if let (true, SlowClientPolicy::Wait { timeout, retries }) =
-            (offered.start_watchdog, policy)
+            (offered.start_watchdog, self.rules.policy)
         {
             self.spawn_watchdog(Arc::clone(connection), timeout, retries);
         }
@@ -134,25 +141,34 @@ impl Shared {
     pub(crate) fn settle(&self, tally: Tally) {
         self.counters.add_total(tally.total as u64);
         self.counters.add_success(tally.success as u64);
-        for (uid, event) in &tally.failed {
-            self.report_failed(uid, std::slice::from_ref(event));
-        }
+        self.report_failed(&tally.failed, tally.cut_off);
     }
 
-    /// Counts failed deliveries and hands them to the push-failed handler.
-    fn report_failed(&self, uid: &str, events: &[Bytes]) {
-        if events.is_empty() {
+    /// Counts failed deliveries, logs them (aggregated) and hands each to the push-failed handler.
+    fn report_failed(&self, failed: &[(Arc<str>, Bytes)], cut_off: usize) {
+        if failed.is_empty() && cut_off == 0 {
             return;
         }
-        self.counters.add_failed(events.len() as u64);
-        for bytes in events {
-            // Failures are rare: rebuild the event from its bytes rather than keep a second copy
-            // of every queued event around for them.
-            let event = decode_event(bytes);
-            tracing::warn!(uid, id = ?event.id, "push failed: the client is too slow");
-            if let Some(handler) = &self.config.push_failed {
-                handler(uid, &event);
-            }
+        self.counters.add_failed(failed.len() as u64);
+        self.failure_log.record(failed.len() as u64, cut_off as u64);
+        let Some(handler) = &self.config.push_failed else {
+            return;
+        };
+        // Failures are rare: rebuild each event from its bytes rather than keep a second copy of
+        // every queued event around for them; once per event, however many clients it failed for.
+        let mut decoded: Vec<(Bytes, Event)> = Vec::new();
+        for (uid, bytes) in failed {
+            let index = match decoded
+                .iter()
+                .position(|(seen, _)| seen.as_ptr() == bytes.as_ptr())
+            {
+                Some(index) => index,
+                None => {
+                    decoded.push((bytes.clone(), decode_event(bytes)));
+                    decoded.len() - 1
+                }
+            };
+            handler(uid, &decoded[index].1);
         }
     }
 
@@ -168,9 +184,14 @@ impl Shared {
         tokio::spawn(async move {
             while let Some(deadline) = connection.next_expiry(timeout) {
                 tokio::time::sleep_until(deadline).await;
-                let expired = connection.expire(Instant::now(), timeout, retries);
+                let expired = connection.expire(Instant::now(), timeout, retries, &shared.rules);
                 shared.counters.add_timeout(expired.timeouts);
-                shared.report_failed(&connection.uid, &expired.failed);
+                let failed: Vec<_> = expired
+                    .failed
+                    .into_iter()
+                    .map(|event| (Arc::clone(&connection.uid), event))
+                    .collect();
+                shared.report_failed(&failed, usize::from(expired.cut_off));
             }
         });
     }
@@ -189,5 +210,60 @@ fn decode_event(bytes: &Bytes) -> Event {
             // Unreachable for bytes the encoder wrote; an empty event is still a useful report.
             Ok(None) | Err(_) => return Event::new(""),
         }
+    }
+}
+
+/// Logs failed deliveries as one line with counts, at most once a second, so that a push failing
+/// for 50,000 slow clients (or 50,000 watchdogs giving up at once) does not write 50,000 lines.
+/// The first failure after a quiet second is logged at once; the counters always have them all.
+#[derive(Debug)]
+pub(crate) struct FailureLog {
+    start: std::time::Instant,
+    /// Milliseconds since `start` before which no line is written.
+    quiet_until: AtomicU64,
+    failed: AtomicU64,
+    cut_off: AtomicU64,
+}
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+            quiet_until: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            cut_off: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FailureLog {
+    const INTERVAL_MS: u64 = 1000;
+
+    fn record(&self, failed: u64, cut_off: u64) {
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+        self.cut_off.fetch_add(cut_off, Ordering::Relaxed);
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let quiet_until = self.quiet_until.load(Ordering::Relaxed);
+        if now < quiet_until
+            || self
+                .quiet_until
+                .compare_exchange(
+                    quiet_until,
+                    now + Self::INTERVAL_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let failed = self.failed.swap(0, Ordering::Relaxed);
+        let cut_off = self.cut_off.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            target: "ssehub",
+            failed,
+            cut_off,
+            "deliveries failed: clients too slow (at most one such line a second; see the stats)"
+        );
     }
 }

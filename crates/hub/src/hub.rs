@@ -9,6 +9,8 @@ use ssehub_wire::{Event, Utf8Bytes};
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::delivery::FailureLog;
+use crate::outbox::Rules;
 use crate::registry::Registry;
 use crate::sequencer::Sequencer;
 use crate::stats::Counters;
@@ -59,6 +61,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) registry: Registry,
     pub(crate) counters: Counters,
+    /// What each connection may hold, and what happens past it.
+    pub(crate) rules: Rules,
+    pub(crate) failure_log: FailureLog,
     ids: Mutex<ulid::Generator>,
     lifecycle: AtomicU8,
     /// Pushes in progress, so that closing waits for them.
@@ -134,6 +139,13 @@ impl Hub {
         Self {
             shared: Arc::new(Shared {
                 registry: Registry::new(config.workers),
+                rules: Rules {
+                    events: config.connection_buffer,
+                    bytes: config.max_queued_bytes,
+                    policy: config.slow_client,
+                    cut_off_on_failure: config.store.is_some() && config.resend,
+                },
+                failure_log: FailureLog::default(),
                 sequencer,
                 config,
                 counters: Counters::default(),

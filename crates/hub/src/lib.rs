@@ -47,8 +47,8 @@ pub mod store;
 mod subscription;
 
 pub use config::{
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_RESEND_PAGE_SIZE,
-    HubBuilder,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_RESEND_PAGE_SIZE, HubBuilder,
 };
 pub use error::{PushError, SubscribeError};
 pub use hub::{CLOSE_EVENT_TYPE, Hub, PushReceipt};

@@ -1,4 +1,8 @@
 //! One live connection's bounded outbox: where pushes leave events and the stream picks them up.
+//!
+//! Bounded twice, in events (the connection buffer) and in bytes (`max_queued_bytes`), for the
+//! queue and for the waiting area alike. A drain copies at most [`COALESCE_LIMIT`] bytes into a
+//! private chunk, so a connection owed a large backlog never copies all of it at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -8,6 +12,28 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::{Duration, Instant};
 
 use crate::SlowClientPolicy;
+
+/// Queued events are copied together into one chunk (one write) up to this size; an event that
+/// would take a chunk past it goes out on its own, as the shared bytes.
+pub(crate) const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// A deque that grew past this many events is replaced by an empty one (which owns no memory)
+/// once drained, so that a burst's capacity is given back.
+const KEEP_CAPACITY: usize = 32;
+
+/// What a connection may hold and what happens past it; the same for every connection of a hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rules {
+    /// Events the queue holds (the waiting area holds as many more).
+    pub(crate) events: usize,
+    /// Bytes the queue holds (the waiting area holds as many more). A lone event larger than
+    /// this still goes into an empty queue, so that no event is undeliverable.
+    pub(crate) bytes: usize,
+    pub(crate) policy: SlowClientPolicy,
+    /// With a store and resend: a delivery the policy gives up on ends the stream instead of
+    /// leaving a hole, so that the client resumes from its last id and the store fills it.
+    pub(crate) cut_off_on_failure: bool,
+}
 
 /// A live connection as the registry and pushers see it.
 #[derive(Debug)]
@@ -19,10 +45,12 @@ pub(crate) struct Connection {
 
 #[derive(Debug, Default)]
 struct Outbox {
-    /// Accepted events, at most the connection buffer.
+    /// Accepted events, within the rules' events and bytes.
     queue: VecDeque<Queued>,
-    /// Events waiting for room under [`SlowClientPolicy::Wait`], at most the connection buffer.
+    queue_bytes: usize,
+    /// Events waiting for room under [`SlowClientPolicy::Wait`], within the same bounds.
     overflow: VecDeque<Waiting>,
+    overflow_bytes: usize,
     /// Written after everything else when the hub closes (the `close` event).
     last: Option<Bytes>,
     /// The stream's task, when it found nothing to write.
@@ -31,9 +59,42 @@ struct Outbox {
     closed: bool,
     /// A watchdog task is timing the overflow.
     watchdog: bool,
-    /// Events up to this `seq` were sent by a resend from the store: drop them if they come
-    /// live (a push saved before the resend read it may be delivered after).
-    covered: u64,
+    /// What a resend from the store already sent, so it is not sent again live.
+    covered: Option<Box<Covered>>,
+}
+
+/// Events up to `through` (of `event_type` only, if the resend was filtered) were sent by a
+/// resend from the store: drop them if they come live (a push saved before the resend read it
+/// may be delivered after).
+#[derive(Debug)]
+struct Covered {
+    through: u64,
+    event_type: Option<Box<str>>,
+}
+
+impl Covered {
+    fn covers(&self, seq: u64, event: &[u8]) -> bool {
+        seq != 0
+            && seq <= self.through
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|wanted| wanted.as_bytes() == encoded_event_type(event))
+    }
+}
+
+/// The type of an event encoded by the hub (`message` without an `event:` line). The encoder
+/// writes `id`, `event`, `retry`, then `data`, so the type, if any, is among the first lines.
+fn encoded_event_type(event: &[u8]) -> &[u8] {
+    for line in event.split(|&b| b == b'\n') {
+        if let Some(event_type) = line.strip_prefix(b"event: ") {
+            return event_type;
+        }
+        if line.is_empty() || line.starts_with(b"data") {
+            break;
+        }
+    }
+    ssehub_wire::DEFAULT_EVENT_TYPE.as_bytes()
 }
 
 /// An accepted event and its place in the store's history (0 without a store).
@@ -61,12 +122,85 @@ impl Outbox {
         }
     }
 
-    /// Closes the outbox and frees what it holds (empty deques own no memory).
-    fn discard(&mut self) {
+    /// Closes the outbox and frees what it holds (empty deques own no memory). Returns the
+    /// events that were still waiting for room: they were never delivered.
+    fn discard(&mut self) -> Vec<Bytes> {
         self.closed = true;
         self.queue = VecDeque::new();
-        self.overflow = VecDeque::new();
+        self.queue_bytes = 0;
+        self.overflow_bytes = 0;
         self.last = None;
+        std::mem::take(&mut self.overflow)
+            .into_iter()
+            .map(|waiting| waiting.event)
+            .collect()
+    }
+
+    fn has_room(&self, event: &Bytes, rules: &Rules) -> bool {
+        self.queue.is_empty()
+            || (self.queue.len() < rules.events && self.queue_bytes + event.len() <= rules.bytes)
+    }
+
+    fn overflow_has_room(&self, event: &Bytes, rules: &Rules) -> bool {
+        self.overflow.is_empty()
+            || (self.overflow.len() < rules.events
+                && self.overflow_bytes + event.len() <= rules.bytes)
+    }
+
+    /// Takes events from the front, up to [`COALESCE_LIMIT`] bytes (at least one event).
+    /// Returns them with how many came from the overflow.
+    fn take_chunk(&mut self) -> Option<(Bytes, usize)> {
+        let mut taken = Vec::new();
+        let mut len = 0;
+        let mut from_overflow = 0;
+        loop {
+            let next = match self.queue.front() {
+                Some(queued) => queued.event.len(),
+                None => match self.overflow.front() {
+                    Some(waiting) => waiting.event.len(),
+                    None => break,
+                },
+            };
+            if !taken.is_empty() && len + next > COALESCE_LIMIT {
+                break;
+            }
+            let event = if let Some(queued) = self.queue.pop_front() {
+                self.queue_bytes -= queued.event.len();
+                queued.event
+            } else if let Some(waiting) = self.overflow.pop_front() {
+                self.overflow_bytes -= waiting.event.len();
+                from_overflow += 1;
+                waiting.event
+            } else {
+                break;
+            };
+            len += event.len();
+            taken.push(event);
+        }
+        self.give_back_capacity();
+        let chunk = match taken.len() {
+            0 => return None,
+            // One event: hand over the shared bytes, no copy.
+            1 => taken.pop().unwrap_or_default(),
+            // Several: one write (one HTTP chunk, one syscall) instead of several.
+            _ => {
+                let mut chunk = BytesMut::with_capacity(len);
+                for event in &taken {
+                    chunk.extend_from_slice(event);
+                }
+                chunk.freeze()
+            }
+        };
+        Some((chunk, from_overflow))
+    }
+
+    fn give_back_capacity(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > KEEP_CAPACITY {
+            self.queue = VecDeque::new();
+        }
+        if self.overflow.is_empty() && self.overflow.capacity() > KEEP_CAPACITY {
+            self.overflow = VecDeque::new();
+        }
     }
 }
 
@@ -78,7 +212,7 @@ impl Waiting {
 }
 
 /// What happened to a push's events at one connection.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Offered {
     /// Events accepted into the queue.
     pub(crate) queued: usize,
@@ -86,6 +220,10 @@ pub(crate) struct Offered {
     pub(crate) waiting: usize,
     /// Index of the first event that failed; all after it failed too. `None`: none failed.
     pub(crate) failed_from: Option<usize>,
+    /// The connection was cut off: it ends once the stream sees it.
+    pub(crate) cut_off: bool,
+    /// Events of earlier pushes that were waiting for room when the connection was cut off.
+    pub(crate) dropped_waiting: Vec<Bytes>,
     /// The caller must start the overflow watchdog.
     pub(crate) start_watchdog: bool,
     /// The connection was already closed: nothing was offered.
@@ -95,7 +233,7 @@ pub(crate) struct Offered {
 /// What the stream found in the outbox.
 #[derive(Debug)]
 pub(crate) struct Drained {
-    /// Everything queued, in order, as one chunk.
+    /// The next events, in order, as one chunk.
     pub(crate) chunk: Bytes,
     /// How many of the chunk's events came from the overflow (they now count as delivered).
     pub(crate) from_overflow: usize,
@@ -106,6 +244,8 @@ pub(crate) struct Drained {
 pub(crate) struct Expired {
     pub(crate) timeouts: u64,
     pub(crate) failed: Vec<Bytes>,
+    /// The connection was cut off (the rules' `cut_off_on_failure`).
+    pub(crate) cut_off: bool,
 }
 
 impl Connection {
@@ -122,15 +262,9 @@ impl Connection {
         self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Offers a push's events, in order, under the queue's capacity and the slow-client policy.
-    /// With a store, `first_seq` is the first event's `seq` (the others follow on); 0 without.
-    pub(crate) fn offer(
-        &self,
-        events: &[Bytes],
-        first_seq: u64,
-        capacity: usize,
-        policy: SlowClientPolicy,
-    ) -> Offered {
+    /// Offers a push's events, in order, under the rules. With a store, `first_seq` is the first
+    /// event's `seq` (the others follow on); 0 without.
+    pub(crate) fn offer(&self, events: &[Bytes], first_seq: u64, rules: &Rules) -> Offered {
         let mut offered = Offered::default();
         let waker = {
             let mut outbox = self.outbox();
@@ -144,12 +278,17 @@ impl Connection {
                 } else {
                     first_seq + index as u64
                 };
-                if seq != 0 && seq <= outbox.covered {
+                if outbox
+                    .covered
+                    .as_ref()
+                    .is_some_and(|covered| covered.covers(seq, event))
+                {
                     offered.queued += 1; // the resend delivered it
                     continue;
                 }
                 // Once anything waits, later events wait behind it so order is kept.
-                if outbox.overflow.is_empty() && outbox.queue.len() < capacity {
+                if outbox.overflow.is_empty() && outbox.has_room(event, rules) {
+                    outbox.queue_bytes += event.len();
                     outbox.queue.push_back(Queued {
                         seq,
                         event: event.clone(),
@@ -157,10 +296,11 @@ impl Connection {
                     offered.queued += 1;
                     continue;
                 }
-                match policy {
+                match rules.policy {
                     SlowClientPolicy::Wait { retries, .. }
-                        if retries > 0 && outbox.overflow.len() < capacity =>
+                        if retries > 0 && outbox.overflow_has_room(event, rules) =>
                     {
+                        outbox.overflow_bytes += event.len();
                         outbox.overflow.push_back(Waiting {
                             seq,
                             event: event.clone(),
@@ -169,19 +309,20 @@ impl Connection {
                         });
                         offered.waiting += 1;
                     }
-                    SlowClientPolicy::Wait { .. } => {
+                    SlowClientPolicy::Wait { .. } if !rules.cut_off_on_failure => {
                         offered.failed_from = Some(index);
                         break;
                     }
-                    SlowClientPolicy::Disconnect => {
+                    _ => {
                         // Drop what it has not read: the client resumes from its Last-Event-ID.
-                        outbox.discard();
+                        offered.dropped_waiting = outbox.discard();
+                        offered.cut_off = true;
                         offered.failed_from = Some(index);
                         break;
                     }
                 }
             }
-            if offered.waiting > 0 && !outbox.watchdog {
+            if offered.waiting > 0 && !offered.cut_off && !outbox.watchdog {
                 outbox.watchdog = true;
                 offered.start_watchdog = true;
             }
@@ -205,75 +346,61 @@ impl Connection {
         Poll::Pending
     }
 
-    /// Takes everything queued as one chunk, or registers the stream's waker.
-    /// `Ready(None)`: the connection is closed and fully drained.
+    /// Takes the next events as one chunk (all of them, up to [`COALESCE_LIMIT`] bytes), or
+    /// registers the stream's waker. `Ready(None)`: the connection is closed and fully drained.
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Option<Drained>> {
         let mut outbox = self.outbox();
-        let events = outbox.queue.len() + outbox.overflow.len();
-        if events == 0 {
-            if outbox.closed {
-                return Poll::Ready(outbox.last.take().map(|chunk| Drained {
-                    chunk,
-                    from_overflow: 0,
-                }));
-            }
-            outbox.park(cx);
-            return Poll::Pending;
+        if let Some((chunk, from_overflow)) = outbox.take_chunk() {
+            return Poll::Ready(Some(Drained {
+                chunk,
+                from_overflow,
+            }));
         }
-        let from_overflow = outbox.overflow.len();
-        let chunk = if events == 1 {
-            // The common case at low rates: hand over the shared bytes, no copy.
-            match outbox.queue.pop_front() {
-                Some(queued) => queued.event,
-                None => outbox
-                    .overflow
-                    .pop_front()
-                    .map(|waiting| waiting.event)
-                    .unwrap_or_default(),
-            }
-        } else {
-            // Several events: one write (one HTTP chunk, one syscall) instead of several.
-            let len = outbox.queue.iter().map(|q| q.event.len()).sum::<usize>()
-                + outbox.overflow.iter().map(|w| w.event.len()).sum::<usize>();
-            let mut chunk = BytesMut::with_capacity(len);
-            for queued in outbox.queue.drain(..) {
-                chunk.extend_from_slice(&queued.event);
-            }
-            for waiting in outbox.overflow.drain(..) {
-                chunk.extend_from_slice(&waiting.event);
-            }
-            chunk.freeze()
-        };
-        Poll::Ready(Some(Drained {
-            chunk,
-            from_overflow,
-        }))
+        if outbox.closed {
+            return Poll::Ready(outbox.last.take().map(|chunk| Drained {
+                chunk,
+                from_overflow: 0,
+            }));
+        }
+        outbox.park(cx);
+        Poll::Pending
     }
 
-    /// Drops the events with a `seq` up to `cut`, queued now or offered later: a resend from
-    /// the store covered them. Returns how many of those dropped now had waited in the overflow
-    /// (they count as delivered).
-    pub(crate) fn skip_through(&self, cut: u64) -> usize {
+    /// Drops the events with a `seq` up to `cut` (of `event_type` only, if given), queued now or
+    /// offered later: a resend from the store sent them. Returns how many of those dropped now
+    /// had waited in the overflow (they count as delivered).
+    pub(crate) fn skip_through(&self, cut: u64, event_type: Option<&str>) -> usize {
         let mut outbox = self.outbox();
-        outbox.covered = outbox.covered.max(cut);
-        let covered = |seq: u64| seq != 0 && seq <= cut;
-        // Events arrive in `seq` order, so the covered ones are at the front.
-        while outbox
-            .queue
-            .front()
-            .is_some_and(|queued| covered(queued.seq))
-        {
-            outbox.queue.pop_front();
-        }
+        let covered = Covered {
+            through: outbox
+                .covered
+                .as_ref()
+                .map_or(cut, |covered| covered.through.max(cut)),
+            event_type: event_type.map(Box::from),
+        };
+        let outbox = &mut *outbox;
+        let mut dropped_bytes = 0;
+        outbox.queue.retain(|queued| {
+            let keep = !covered.covers(queued.seq, &queued.event);
+            if !keep {
+                dropped_bytes += queued.event.len();
+            }
+            keep
+        });
+        outbox.queue_bytes -= dropped_bytes;
         let mut from_overflow = 0;
-        while outbox
-            .overflow
-            .front()
-            .is_some_and(|waiting| covered(waiting.seq))
-        {
-            outbox.overflow.pop_front();
-            from_overflow += 1;
-        }
+        let mut dropped_bytes = 0;
+        outbox.overflow.retain(|waiting| {
+            let keep = !covered.covers(waiting.seq, &waiting.event);
+            if !keep {
+                from_overflow += 1;
+                dropped_bytes += waiting.event.len();
+            }
+            keep
+        });
+        outbox.overflow_bytes -= dropped_bytes;
+        outbox.covered = Some(Box::new(covered));
+        outbox.give_back_capacity();
         from_overflow
     }
 
@@ -311,26 +438,184 @@ impl Connection {
         deadline
     }
 
-    /// Counts the waits that ran out by `now` and removes the events out of retries.
-    pub(crate) fn expire(&self, now: Instant, timeout: Duration, retries: u32) -> Expired {
+    /// Counts the waits that ran out by `now` and removes the events out of retries; under the
+    /// rules' `cut_off_on_failure`, the first such event cuts the connection off instead.
+    pub(crate) fn expire(
+        &self,
+        now: Instant,
+        timeout: Duration,
+        retries: u32,
+        rules: &Rules,
+    ) -> Expired {
         let mut expired = Expired::default();
-        let mut outbox = self.outbox();
-        for waiting in &mut outbox.overflow {
-            while waiting.timeouts < retries && now >= waiting.deadline(timeout) {
-                waiting.timeouts += 1;
-                expired.timeouts += 1;
+        let waker = {
+            let mut outbox = self.outbox();
+            for waiting in &mut outbox.overflow {
+                while waiting.timeouts < retries && now >= waiting.deadline(timeout) {
+                    waiting.timeouts += 1;
+                    expired.timeouts += 1;
+                }
             }
-        }
-        // Events wait in arrival order, so those out of retries are at the front.
-        while outbox
-            .overflow
-            .front()
-            .is_some_and(|waiting| waiting.timeouts >= retries)
-        {
-            if let Some(waiting) = outbox.overflow.pop_front() {
-                expired.failed.push(waiting.event);
+            let out_of_retries = |outbox: &Outbox| {
+                outbox
+                    .overflow
+                    .front()
+                    .is_some_and(|w| w.timeouts >= retries)
+            };
+            if rules.cut_off_on_failure && out_of_retries(&outbox) {
+                expired.failed = outbox.discard();
+                expired.cut_off = true;
+                outbox.reader.take()
+            } else {
+                // Events wait in arrival order, so those out of retries are at the front.
+                while out_of_retries(&outbox) {
+                    if let Some(waiting) = outbox.overflow.pop_front() {
+                        outbox.overflow_bytes -= waiting.event.len();
+                        expired.failed.push(waiting.event);
+                    }
+                }
+                outbox.give_back_capacity();
+                None
             }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(events: usize, bytes: usize, policy: SlowClientPolicy) -> Rules {
+        Rules {
+            events,
+            bytes,
+            policy,
+            cut_off_on_failure: false,
+        }
+    }
+
+    fn event(len: usize) -> Bytes {
+        Bytes::from(vec![b'x'; len])
+    }
+
+    fn drain(connection: &Connection) -> Option<Drained> {
+        match connection.poll_drain(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(drained) => drained,
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let rules = rules(100, 1000, SlowClientPolicy::Disconnect);
+        let offered = connection.offer(&[event(400), event(400), event(400)], 0, &rules);
+        assert_eq!(offered.queued, 2);
+        assert_eq!(offered.failed_from, Some(2));
+        assert!(offered.cut_off);
+    }
+
+    #[test]
+    fn an_event_larger_than_the_budget_still_goes_into_an_empty_queue() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let rules = rules(100, 1000, SlowClientPolicy::Disconnect);
+        let offered = connection.offer(&[event(5000)], 0, &rules);
+        assert_eq!((offered.queued, offered.failed_from), (1, None));
+    }
+
+    #[test]
+    fn the_waiting_area_is_bounded_in_bytes_too() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let policy = SlowClientPolicy::Wait {
+            timeout: Duration::from_secs(1),
+            retries: 1,
+        };
+        let offered = connection.offer(
+            &[event(600), event(600), event(600)],
+            0,
+            &rules(100, 1000, policy),
+        );
+        assert_eq!((offered.queued, offered.waiting), (1, 1));
+        assert_eq!(offered.failed_from, Some(2));
+        assert!(!offered.cut_off);
+    }
+
+    #[tokio::test]
+    async fn with_cut_off_on_failure_a_full_waiting_area_ends_the_stream() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let policy = SlowClientPolicy::Wait {
+            timeout: Duration::from_secs(1),
+            retries: 1,
+        };
+        let mut rules = rules(1, 1000, policy);
+        rules.cut_off_on_failure = true;
+        let offered = connection.offer(&[event(10), event(20), event(30)], 0, &rules);
+        assert_eq!((offered.queued, offered.waiting), (1, 1));
+        assert!(offered.cut_off);
+        assert_eq!(offered.failed_from, Some(2));
+        assert_eq!(offered.dropped_waiting, [event(20)]);
+        assert!(
+            drain(&connection).is_none(),
+            "nothing left: the stream ends"
+        );
+    }
+
+    #[test]
+    fn a_drain_copies_at_most_the_coalesce_limit_and_sends_big_events_as_they_are() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let rules = rules(1000, usize::MAX, SlowClientPolicy::Disconnect);
+        let big = event(100 * 1024);
+        let small: Vec<Bytes> = (0..100).map(|_| event(1024)).collect();
+        connection.offer(&small, 0, &rules);
+        connection.offer(std::slice::from_ref(&big), 0, &rules);
+        let first = drain(&connection).unwrap().chunk;
+        assert_eq!(first.len(), 64 * 1024);
+        let second = drain(&connection).unwrap().chunk;
+        assert_eq!(second.len(), 36 * 1024);
+        let third = drain(&connection).unwrap().chunk;
+        assert_eq!(third.as_ptr(), big.as_ptr(), "the shared bytes, not a copy");
+        assert!(drain(&connection).is_none());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_capacity_back() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let rules = rules(1000, usize::MAX, SlowClientPolicy::Disconnect);
+        let events: Vec<Bytes> = (0..500).map(|_| event(10)).collect();
+        connection.offer(&events, 0, &rules);
+        while drain(&connection).is_some() {}
+        assert_eq!(connection.outbox().queue.capacity(), 0);
+    }
+
+    #[test]
+    fn the_encoded_event_type_is_read_back() {
+        assert_eq!(
+            encoded_event_type(b"id: 1\nevent: order\ndata: x\n\n"),
+            b"order"
+        );
+        assert_eq!(
+            encoded_event_type(b"id: 1\ndata: event: no\n\n"),
+            b"message"
+        );
+        assert_eq!(encoded_event_type(b"data: x\n\n"), b"message");
+    }
+
+    #[test]
+    fn a_filtered_resend_covers_only_its_event_type() {
+        let connection = Connection::new(1, Arc::from("a"));
+        let rules = rules(100, usize::MAX, SlowClientPolicy::Disconnect);
+        let order = Bytes::from_static(b"id: 1\nevent: order\ndata: o\n\n");
+        let chat = Bytes::from_static(b"id: 2\nevent: chat\ndata: c\n\n");
+        connection.offer(&[order.clone(), chat.clone()], 1, &rules);
+        connection.skip_through(4, Some("order"));
+        let later_order = Bytes::from_static(b"id: 3\nevent: order\ndata: o\n\n");
+        let later_chat = Bytes::from_static(b"id: 4\nevent: chat\ndata: c\n\n");
+        connection.offer(&[later_order, later_chat.clone()], 3, &rules);
+        let chunk = drain(&connection).unwrap().chunk;
+        assert_eq!(chunk, [&chat[..], &later_chat[..]].concat());
     }
 }

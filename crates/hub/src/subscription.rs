@@ -207,7 +207,9 @@ impl Subscription {
                 Step::Done { cut } => {
                     self.replay = None;
                     if cut > 0 {
-                        let delivered = self.connection.skip_through(cut);
+                        let event_type =
+                            self.options.event_type.as_deref().filter(|t| !t.is_empty());
+                        let delivered = self.connection.skip_through(cut, event_type);
                         self.shared.counters.add_success(delivered as u64);
                     }
                 }
