@@ -188,7 +188,10 @@ pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
     };
     match hub.push(request.uids, request.events).await {
         Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
-        Err(error @ (PushError::Closed | PushError::Store(_))) => {
+        Err(error @ PushError::DuplicateId { .. }) => {
+            envelope(StatusCode::CONFLICT, &error.to_string())
+        }
+        Err(error @ (PushError::Closed | PushError::Store(_) | PushError::StoreTimeout { .. })) => {
             // Not the publisher's fault: it may retry (against another node, or later).
             envelope(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
         }

@@ -19,8 +19,10 @@ pub const DEFAULT_CONNECTION_BUFFER: usize = 256;
 pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1024 * 1024;
 /// The default heartbeat interval (the seed's): a comment after this long without a write.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
-/// The default time [`Hub::close`] waits for streams to flush their last events.
+/// The default time [`Hub::close`] may take: pushes in progress finish, streams flush.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default time a push waits for the store (and a resend for each read) before failing.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many events a resend reads from the store at a time (and writes as one chunk).
 pub const DEFAULT_RESEND_PAGE_SIZE: usize = 256;
 
@@ -38,6 +40,7 @@ pub(crate) struct Config {
     pub(crate) push_failed: Option<PushFailedHandler>,
     pub(crate) store: Option<Arc<dyn Store>>,
     pub(crate) resend: bool,
+    pub(crate) store_timeout: Duration,
     pub(crate) resend_page_size: usize,
     pub(crate) batch_delay: Option<Duration>,
 }
@@ -62,6 +65,7 @@ impl Default for Config {
             push_failed: None,
             store: None,
             resend: false,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
             resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
             batch_delay: None,
         }
@@ -82,6 +86,7 @@ impl fmt::Debug for Config {
             .field("push_failed", &self.push_failed.is_some())
             .field("store", &self.store.is_some())
             .field("resend", &self.resend)
+            .field("store_timeout", &self.store_timeout)
             .field("resend_page_size", &self.resend_page_size)
             .field("batch_delay", &self.batch_delay)
             .finish()
@@ -186,7 +191,8 @@ impl HubBuilder {
         self
     }
 
-    /// How long [`Hub::close`] waits for open streams to flush their queued events and end.
+    /// How long [`Hub::close`] may take in all: waiting for pushes in progress (one may be
+    /// waiting for a store), then for open streams to flush their queued events and end.
     /// Default [`DEFAULT_CLOSE_TIMEOUT`].
     ///
     /// ```
@@ -267,6 +273,8 @@ impl HubBuilder {
         self
     }
 
+    /// The default time a push waits for the store (and a resend for each read) before failing.
+    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How many events a resend reads from the store at a time. Default
     /// [`DEFAULT_RESEND_PAGE_SIZE`]; at least 1.
     ///

@@ -40,6 +40,21 @@ pub enum PushError {
     Closed,
     /// The hub has a store and saving the push failed.
     Store(StoreError),
+    /// The hub has a store and it did not answer within the store timeout. The push was not
+    /// sent, unless its batch was already being saved: then it is delivered once the store
+    /// answers (retrying with the same explicit ids is safe: a reused id is refused).
+    StoreTimeout {
+        /// The configured store timeout.
+        after: std::time::Duration,
+    },
+    /// The hub has a store and an event's id is already in it (or twice in one batch). Ids are
+    /// where clients resume from, so each must be unique while the store holds it.
+    DuplicateId {
+        /// The event's position in the push.
+        index: usize,
+        /// The reused id.
+        id: String,
+    },
 }
 
 impl fmt::Display for PushError {
@@ -55,6 +70,15 @@ impl fmt::Display for PushError {
             }
             Self::Closed => f.write_str("the hub is closed; no more pushes are accepted"),
             Self::Store(error) => write!(f, "nothing was sent: saving the push failed: {error}"),
+            Self::StoreTimeout { after } => write!(
+                f,
+                "the event store did not answer within {after:?}; the push was not sent (retry later)"
+            ),
+            Self::DuplicateId { index, id } => write!(
+                f,
+                "events[{index}].id: {id:?} is already used by a stored event (or twice in one push); \
+                 nothing was sent: give each event its own id, or none to have one assigned"
+            ),
         }
     }
 }

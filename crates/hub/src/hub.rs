@@ -95,13 +95,14 @@ pub struct PushReceipt {
     pub failed: usize,
 }
 
-/// A validated push, ready to save and send.
+/// A validated push, ready to save (with a store) or send (without).
+#[derive(Default)]
 struct Prepared {
-    /// Each event's id, as the receipt reports them.
+    /// Without a store: each event's id, as the receipt reports them.
     ids: Vec<String>,
-    /// The events with their ids, for the store (empty without one).
+    /// With a store: the events, ids assigned only where the publisher gave one.
     events: Vec<Event>,
-    /// The events as sent, encoded once.
+    /// Without a store: the events as sent, encoded once.
     encoded: Arc<[Bytes]>,
 }
 
@@ -135,7 +136,10 @@ impl Hub {
             .with_event(CLOSE_EVENT_TYPE)
             .encode()
             .unwrap_or_default();
-        let sequencer = config.store.clone().map(Sequencer::new);
+        let sequencer = config
+            .store
+            .clone()
+            .map(|store| Sequencer::new(store, config.store_timeout));
         Self {
             shared: Arc::new(Shared {
                 registry: Registry::new(config.workers),
@@ -206,20 +210,18 @@ impl Hub {
         if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
             return Err(PushError::EmptyUid { index });
         }
-        let prepared = self.prepare(events, shared.sequencer.is_some())?;
-        let ids = prepared.ids;
-
-        let tally = if let Some(sequencer) = &shared.sequencer {
+        let prepared = self.prepare(events)?;
+        let (ids, tally) = if let Some(sequencer) = &shared.sequencer {
             let recipients = Recipients::uids(&uids);
-            sequencer
-                .push(shared, recipients, prepared.events, prepared.encoded)
-                .await?
+            let committed = sequencer.push(shared, recipients, prepared.events).await?;
+            (committed.ids, committed.tally)
         } else {
             let mut uids: Vec<&str> = uids.iter().map(AsRef::as_ref).collect();
             uids.sort_unstable();
             uids.dedup();
             let uids = (!uids.is_empty()).then_some(&uids[..]);
-            shared.fan_out(uids, &prepared.encoded, 0).await
+            let tally = shared.fan_out(uids, &prepared.encoded, 0).await;
+            (prepared.ids, tally)
         };
         let failed = tally.failed.len();
         let connections = tally.connections;
@@ -250,32 +252,20 @@ impl Hub {
         self.push(std::iter::empty::<&str>(), events).await
     }
 
-    /// Assigns missing ids and encodes every event, refusing the whole push on the first bad one.
-    /// From here on an event travels only as its bytes, so a queued event costs its wire size
-    /// once, whatever the number of connections; the events themselves are kept only for a store.
-    fn prepare(
-        &self,
-        events: impl IntoIterator<Item = Event>,
-        keep_events: bool,
-    ) -> Result<Prepared, PushError> {
+    /// Checks every event, refusing the whole push on the first bad one, and drops
+    /// `event: message` (what clients assume without an `event:` line). Without a store it also
+    /// assigns the missing ids and encodes each event once: from here on an event travels only as
+    /// its bytes, so a queued event costs its wire size once, whatever the number of connections.
+    /// With a store, the committer assigns ids and encodes, in the order it saves.
+    fn prepare(&self, events: impl IntoIterator<Item = Event>) -> Result<Prepared, PushError> {
+        let for_store = self.shared.sequencer.is_some();
         let mut generator = None;
-        let mut ids = Vec::new();
-        let mut prepared = Vec::new();
-        let mut kept = Vec::new();
+        let mut prepared = Prepared::default();
+        let mut encoded = Vec::new();
         for (index, mut event) in events.into_iter().enumerate() {
-            if event.id.as_ref().is_none_or(|id| id.is_empty()) {
-                let generator = generator.get_or_insert_with(|| {
-                    self.shared
-                        .ids
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                });
-                let id = generator
-                    .generate()
-                    .unwrap_or_else(|overflow| overflow.commit_overflow_increment());
-                event.id = Some(Utf8Bytes::from(id.to_string()));
+            if event.id.as_ref().is_some_and(|id| id.is_empty()) {
+                event.id = None;
             }
-            // `message` is what clients assume without an `event:` line: don't send one.
             if event
                 .event
                 .as_ref()
@@ -283,23 +273,30 @@ impl Hub {
             {
                 event.event = None;
             }
+            if for_store {
+                event
+                    .validate()
+                    .map_err(|source| PushError::InvalidEvent { index, source })?;
+                prepared.events.push(event);
+                continue;
+            }
+            if event.id.is_none() {
+                let id = generator.get_or_insert_with(|| self.shared.ids()).next();
+                event.id = Some(Utf8Bytes::from(id));
+            }
             let bytes = event
                 .encode()
                 .map_err(|source| PushError::InvalidEvent { index, source })?;
-            ids.push(event.id.as_deref().map(String::from).unwrap_or_default());
-            prepared.push(bytes);
-            if keep_events {
-                kept.push(event);
-            }
+            prepared
+                .ids
+                .push(event.id.as_deref().map(String::from).unwrap_or_default());
+            encoded.push(bytes);
         }
-        if prepared.is_empty() {
+        if prepared.ids.is_empty() && prepared.events.is_empty() {
             return Err(PushError::NoEvents);
         }
-        Ok(Prepared {
-            ids,
-            events: kept,
-            encoded: prepared.into(),
-        })
+        prepared.encoded = encoded.into();
+        Ok(prepared)
     }
 
     /// Opens a stream for a client of `uid`. Serve the returned [`Subscription`] as the body of a
@@ -421,12 +418,24 @@ impl Hub {
 
     async fn shutdown(&self, mode: u8) {
         let shared = &self.shared;
+        // One deadline for all of it: pushes in progress (which may be waiting for a store)
+        // and the streams' flush.
+        let deadline = tokio::time::Instant::now() + shared.config.close_timeout;
         let first = shared
             .lifecycle
             .compare_exchange(OPEN, mode, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
         shared.pushes.close();
-        shared.pushes.wait().await;
+        if tokio::time::timeout_at(deadline, shared.pushes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                target: "ssehub",
+                pushes = shared.pushes.len(),
+                "close timeout: closing with pushes still in progress"
+            );
+        }
         if first {
             let last = (mode == CLOSED).then(|| shared.close_event.clone());
             let connections = shared.registry.all();
@@ -440,8 +449,7 @@ impl Hub {
                 connection.close(last.clone());
             }
         }
-        let flushed =
-            tokio::time::timeout(shared.config.close_timeout, shared.registry.until_empty()).await;
+        let flushed = tokio::time::timeout_at(deadline, shared.registry.until_empty()).await;
         if flushed.is_err() {
             tracing::warn!(
                 target: "ssehub",
@@ -449,6 +457,25 @@ impl Hub {
                 "close timeout: some streams did not flush in time"
             );
         }
+    }
+}
+
+impl Shared {
+    /// The id generator, locked: take it once for all the events of a push (or a batch).
+    pub(crate) fn ids(&self) -> Ids<'_> {
+        Ids(self.ids.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Assigns event ids: ULIDs, unique and increasing (monotonic within one millisecond).
+pub(crate) struct Ids<'a>(std::sync::MutexGuard<'a, ulid::Generator>);
+
+impl Ids<'_> {
+    pub(crate) fn next(&mut self) -> String {
+        self.0
+            .generate()
+            .unwrap_or_else(|overflow| overflow.commit_overflow_increment())
+            .to_string()
     }
 }
 

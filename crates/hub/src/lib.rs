@@ -48,7 +48,7 @@ mod subscription;
 
 pub use config::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT, DEFAULT_MAX_QUEUED_BYTES,
-    DEFAULT_RESEND_PAGE_SIZE, HubBuilder,
+    DEFAULT_RESEND_PAGE_SIZE, DEFAULT_STORE_TIMEOUT, HubBuilder,
 };
 pub use error::{PushError, SubscribeError};
 pub use hub::{CLOSE_EVENT_TYPE, Hub, PushReceipt};

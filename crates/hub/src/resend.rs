@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ssehub_wire::Event;
@@ -29,7 +30,25 @@ pub(crate) struct Replay {
     store: Arc<dyn Store>,
     last_event_id: String,
     query: ListQuery,
+    /// How long each store call may take.
+    timeout: Duration,
     state: State,
+}
+
+/// A store call that fails once `timeout` has passed: a resend never waits forever.
+fn deadline<T: Send + 'static>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> StoreFuture<T> {
+    Box::pin(async move {
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::backend(format!(
+                    "the event store did not answer within {timeout:?}"
+                )))
+            })
+    })
 }
 
 enum State {
@@ -58,18 +77,20 @@ impl Replay {
         last_event_id: String,
         event_type: Option<String>,
         page_size: usize,
+        timeout: Duration,
     ) -> Self {
         let mut query = ListQuery::new(uid, 0, page_size);
         query.event_type = event_type;
         let locate = {
             let store = Arc::clone(&store);
             let id = last_event_id.clone();
-            Box::pin(async move { store.seq_of(&id).await })
+            deadline(timeout, async move { store.seq_of(&id).await })
         };
         Self {
             store,
             last_event_id,
             query,
+            timeout,
             state: State::Locating(locate),
         }
     }
@@ -77,7 +98,9 @@ impl Replay {
     fn list_next(&mut self) {
         let store = Arc::clone(&self.store);
         let query = self.query.clone();
-        self.state = State::Listing(Box::pin(async move { store.list_after(&query).await }));
+        self.state = State::Listing(deadline(self.timeout, async move {
+            store.list_after(&query).await
+        }));
     }
 
     pub(crate) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {

@@ -4,14 +4,23 @@
 //! misses after n, so no event may reach a connection before an event saved ahead of it. One
 //! task (the committer) therefore takes the pushes in turn: it saves every push that arrived
 //! while the last batch was committing as one batch (one disk sync for all of them), then
-//! delivers them in `seq` order, then answers each push. Without a store none of this runs: pushes
-//! deliver on their own tasks.
+//! delivers them in `seq` order, then answers each push. It also assigns the missing ids, so
+//! ids increase in the order events are saved and delivered. Without a store none of this runs:
+//! pushes deliver on their own tasks.
+//!
+//! The committer runs on the runtime the hub was built on (or, failing that, the first push's),
+//! never waits for a pusher, and calls the store on tasks of their own, so a store that panics
+//! fails one batch, not the hub. A pusher waits at most the store timeout.
 
+use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
-use ssehub_wire::Event;
-use tokio::sync::{mpsc, oneshot};
+use ssehub_wire::{Event, Utf8Bytes};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::PushError;
 use crate::delivery::Tally;
@@ -22,6 +31,9 @@ use crate::store::{Recipients, Record, Store, StoreError};
 const QUEUE: usize = 4096;
 /// At most this many pushes per saved batch, so one batch's delivery doesn't hold up the next.
 const MAX_BATCH: usize = 1024;
+/// The events' data waiting for the committer, at most (a push larger than this alone still
+/// goes, alone): the queue is bounded in bytes as well as in pushes.
+pub(crate) const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The push side's handle on the committer.
 pub(crate) struct Sequencer {
@@ -29,25 +41,40 @@ pub(crate) struct Sequencer {
     submissions: mpsc::Sender<Submission>,
     /// Taken by the first push, which starts the committer (building a hub needs no runtime).
     idle: Mutex<Option<mpsc::Receiver<Submission>>>,
+    /// The runtime the hub was built on, if any: the committer lives there, not on whichever
+    /// (perhaps short-lived) runtime pushes first.
+    runtime: Option<Handle>,
+    queued_bytes: Arc<Semaphore>,
+    timeout: Duration,
 }
 
-/// One push, prepared and validated.
+/// One push, validated; its missing ids are assigned by the committer.
 pub(crate) struct Submission {
-    pub(crate) recipients: Recipients,
-    /// The events as saved: ids assigned, `event: message` dropped.
-    pub(crate) events: Vec<Event>,
-    /// The same events encoded, as delivered.
-    pub(crate) encoded: Arc<[Bytes]>,
-    pub(crate) reply: oneshot::Sender<Result<Tally, PushError>>,
+    recipients: Recipients,
+    /// The events as they will be saved: `event: message` dropped, an id only where the
+    /// publisher gave one.
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Committed, PushError>>,
+    /// Its share of the queue's byte budget, given back once it is answered.
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// A push saved and delivered.
+pub(crate) struct Committed {
+    pub(crate) ids: Vec<String>,
+    pub(crate) tally: Tally,
 }
 
 impl Sequencer {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, timeout: Duration) -> Self {
         let (submissions, idle) = mpsc::channel(QUEUE);
         Self {
             store,
             submissions,
             idle: Mutex::new(Some(idle)),
+            runtime: Handle::try_current().ok(),
+            queued_bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            timeout,
         }
     }
 
@@ -55,26 +82,45 @@ impl Sequencer {
         &self.store
     }
 
-    /// Saves and delivers one push, returning once both are done.
+    /// Saves and delivers one push, returning once both are done, or with
+    /// [`PushError::StoreTimeout`] after the store timeout. A push that times out before its batch
+    /// is saved is dropped unsent; one whose batch was already being saved is delivered when the
+    /// store answers.
     pub(crate) async fn push(
         &self,
         shared: &Arc<Shared>,
         recipients: Recipients,
         events: Vec<Event>,
-        encoded: Arc<[Bytes]>,
-    ) -> Result<Tally, PushError> {
+    ) -> Result<Committed, PushError> {
         self.start(shared);
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
-            recipients,
-            events,
-            encoded,
-            reply,
-        };
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.submit(recipients, events))
+            .await
+            .map_err(|_| PushError::StoreTimeout { after: timeout })?
+    }
+
+    async fn submit(
+        &self,
+        recipients: Recipients,
+        events: Vec<Event>,
+    ) -> Result<Committed, PushError> {
         let stopped = || {
             PushError::Store(StoreError::backend(
                 "the hub's store task stopped; see the log for why",
             ))
+        };
+        let size: usize = events.iter().map(|event| event.data.len()).sum();
+        let permits = u32::try_from(size.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let bytes = Arc::clone(&self.queued_bytes)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| stopped())?;
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            recipients,
+            events,
+            reply,
+            _bytes: bytes,
         };
         self.submissions
             .send(submission)
@@ -91,11 +137,11 @@ impl Sequencer {
             .take();
         if let Some(submissions) = idle {
             // A weak handle: the committer ends when the hub is dropped (its sender with it).
-            tokio::spawn(commit(
-                Arc::downgrade(shared),
-                Arc::clone(&self.store),
-                submissions,
-            ));
+            let committer = commit(Arc::downgrade(shared), Arc::clone(&self.store), submissions);
+            match &self.runtime {
+                Some(runtime) => drop(runtime.spawn(committer)),
+                None => drop(tokio::spawn(committer)),
+            }
         }
     }
 }
@@ -112,17 +158,30 @@ async fn commit(
     let mut batch = Vec::new();
     while submissions.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(shared) = hub.upgrade() else { return };
+        // A pusher that gave up waiting was told its push failed: don't save it.
+        batch.retain(|submission| !submission.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let first_seq = match next_seq {
             Some(seq) => seq,
-            None => match store.last_seq().await {
-                Ok(last) => last + 1,
-                Err(error) => {
-                    refuse(&mut batch, &error);
-                    continue;
+            None => {
+                let last = isolated(&store, |store| async move { store.last_seq().await }).await;
+                match last {
+                    Ok(last) => last + 1,
+                    Err(error) => {
+                        refuse(&mut batch, &error);
+                        continue;
+                    }
                 }
-            },
+            }
         };
-        let mut records = Vec::with_capacity(batch.len());
+        if let Err(error) = refuse_reused_ids(&store, &mut batch).await {
+            refuse(&mut batch, &error);
+            continue;
+        }
+        let prepared = prepare(&shared, &mut batch);
+        let mut records = Vec::with_capacity(prepared.iter().map(|p| p.encoded.len()).sum());
         let mut seq = first_seq;
         for submission in &batch {
             for event in &submission.events {
@@ -134,24 +193,140 @@ async fn commit(
                 seq += 1;
             }
         }
-        if let Err(error) = store.save(&records).await {
+        let saved = isolated(&store, |store| async move { store.save(&records).await }).await;
+        if let Err(error) = saved {
             next_seq = None;
             refuse(&mut batch, &error);
             continue;
         }
         next_seq = Some(seq);
-        drop(records);
         let mut seq = first_seq;
-        for submission in batch.drain(..) {
+        for (submission, prepared) in batch.drain(..).zip(prepared) {
             let uids = match &submission.recipients {
                 Recipients::All => None,
                 Recipients::Uids(uids) => Some(&uids[..]),
             };
-            let tally = shared.fan_out(uids, &submission.encoded, seq).await;
-            seq += submission.encoded.len() as u64;
+            let tally = shared.fan_out(uids, &prepared.encoded, seq).await;
+            seq += prepared.encoded.len() as u64;
             // The pusher may have given up waiting; the push happened all the same.
-            let _ = submission.reply.send(Ok(tally));
+            let _ = submission.reply.send(Ok(Committed {
+                ids: prepared.ids,
+                tally,
+            }));
         }
+    }
+}
+
+/// A submission's events with their ids assigned, encoded once.
+struct Prepared {
+    ids: Vec<String>,
+    encoded: Arc<[Bytes]>,
+}
+
+/// Assigns the missing ids, in batch order (so in `seq` order), and encodes every event.
+fn prepare(shared: &Shared, batch: &mut [Submission]) -> Vec<Prepared> {
+    let mut ids = shared.ids();
+    batch
+        .iter_mut()
+        .map(|submission| {
+            let mut assigned = Vec::with_capacity(submission.events.len());
+            let mut encoded = Vec::with_capacity(submission.events.len());
+            for event in &mut submission.events {
+                let id = match &event.id {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = Utf8Bytes::from(ids.next());
+                        event.id = Some(id.clone());
+                        id
+                    }
+                };
+                assigned.push(String::from(id.as_str()));
+                // Validated when pushed; an id we made is safe to send.
+                encoded.push(event.encode().unwrap_or_default());
+            }
+            Prepared {
+                ids: assigned,
+                encoded: encoded.into(),
+            }
+        })
+        .collect()
+}
+
+/// Refuses every push that reuses an id: one already in the store, or earlier in this batch.
+/// An id is where a client resumes from; two events with one id would make that ambiguous (and
+/// a publisher retrying a push that timed out learns that it went through).
+async fn refuse_reused_ids(
+    store: &Arc<dyn Store>,
+    batch: &mut Vec<Submission>,
+) -> Result<(), StoreError> {
+    let explicit: Vec<String> = batch
+        .iter()
+        .flat_map(|submission| submission.events.iter())
+        .filter_map(|event| event.id.as_deref().map(String::from))
+        .collect();
+    if explicit.is_empty() {
+        return Ok(());
+    }
+    let stored = isolated(store, |store| async move {
+        let mut stored = HashSet::new();
+        for id in explicit {
+            if store.seq_of(&id).await?.is_some() {
+                stored.insert(id);
+            }
+        }
+        Ok(stored)
+    })
+    .await?;
+    let mut seen = HashSet::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for submission in batch.drain(..) {
+        let reused = submission
+            .events
+            .iter()
+            .enumerate()
+            .find_map(|(index, event)| {
+                let id = event.id.as_deref()?;
+                (stored.contains(id) || seen.contains(id)).then(|| (index, id.to_owned()))
+            });
+        match reused {
+            Some((index, id)) => {
+                let _ = submission
+                    .reply
+                    .send(Err(PushError::DuplicateId { index, id }));
+            }
+            None => {
+                seen.extend(
+                    submission
+                        .events
+                        .iter()
+                        .filter_map(|event| event.id.as_deref().map(String::from)),
+                );
+                kept.push(submission);
+            }
+        }
+    }
+    *batch = kept;
+    Ok(())
+}
+
+/// Runs a store call on a task of its own, so that a panicking store fails this call with an
+/// error instead of taking the committer down with it.
+async fn isolated<T, F, Fut>(store: &Arc<dyn Store>, call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    match tokio::spawn(call(Arc::clone(store))).await {
+        Ok(result) => result,
+        Err(error) => Err(StoreError::backend(format!(
+            "the store {}",
+            if error.is_panic() {
+                "panicked"
+            } else {
+                "task was cancelled"
+            }
+        ))),
     }
 }
 

@@ -127,6 +127,7 @@ impl Subscription {
                     last_event_id.to_owned(),
                     options.event_type.clone().filter(|t| !t.is_empty()),
                     config.resend_page_size,
+                    config.store_timeout,
                 )))
             }
             _ => None,
