@@ -273,8 +273,24 @@ impl HubBuilder {
         self
     }
 
-    /// The default time a push waits for the store (and a resend for each read) before failing.
-    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// How long a push waits for the store before it fails with
+    /// [`PushError::StoreTimeout`](crate::PushError::StoreTimeout) (`503` over HTTP), and how long
+    /// a resend waits for each read before it ends the stream (the client then retries). A push
+    /// that times out before its batch is saved is never sent; one whose batch was already being
+    /// saved is delivered once the store answers (give events ids to make retrying safe: a reused
+    /// id is refused). Default [`DEFAULT_STORE_TIMEOUT`].
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .store(ssehub_hub::store::MemoryStore::new(1_000))
+    ///     .store_timeout(std::time::Duration::from_secs(2))
+    ///     .build();
+    /// ```
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.config.store_timeout = timeout;
+        self
+    }
+
     /// How many events a resend reads from the store at a time. Default
     /// [`DEFAULT_RESEND_PAGE_SIZE`]; at least 1.
     ///

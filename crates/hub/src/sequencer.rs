@@ -280,13 +280,15 @@ async fn refuse_reused_ids(
     let mut seen = HashSet::new();
     let mut kept = Vec::with_capacity(batch.len());
     for submission in batch.drain(..) {
+        let mut own = HashSet::new();
         let reused = submission
             .events
             .iter()
             .enumerate()
             .find_map(|(index, event)| {
                 let id = event.id.as_deref()?;
-                (stored.contains(id) || seen.contains(id)).then(|| (index, id.to_owned()))
+                let reused = stored.contains(id) || seen.contains(id) || !own.insert(id);
+                reused.then(|| (index, id.to_owned()))
             });
         match reused {
             Some((index, id)) => {
@@ -295,12 +297,7 @@ async fn refuse_reused_ids(
                     .send(Err(PushError::DuplicateId { index, id }));
             }
             None => {
-                seen.extend(
-                    submission
-                        .events
-                        .iter()
-                        .filter_map(|event| event.id.as_deref().map(String::from)),
-                );
+                seen.extend(own.into_iter().map(String::from));
                 kept.push(submission);
             }
         }
@@ -335,5 +332,42 @@ fn refuse(batch: &mut Vec<Submission>, error: &StoreError) {
     tracing::error!(%error, pushes = batch.len(), "pushes refused: saving them failed");
     for submission in batch.drain(..) {
         let _ = submission.reply.send(Err(PushError::Store(error.clone())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn the_queue_to_the_committer_is_bounded_in_bytes() {
+        // No committer runs: what is submitted stays queued.
+        let sequencer = Sequencer::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(60));
+        let big = || vec![Event::new("x".repeat(QUEUE_BYTES / 4))];
+        let mut queued = Vec::new();
+        for _ in 0..4 {
+            let mut submit = Box::pin(sequencer.submit(Recipients::All, big()));
+            let polled = submit
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            assert!(polled.is_pending(), "queued, waiting for its answer");
+            queued.push(submit);
+        }
+        assert_eq!(sequencer.queued_bytes.available_permits(), 0);
+        let mut fifth = Box::pin(sequencer.submit(Recipients::All, big()));
+        assert!(
+            fifth
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+                .is_pending()
+        );
+        assert_eq!(
+            sequencer.submissions.capacity(),
+            QUEUE - 4,
+            "the fifth waits for bytes, not in the queue"
+        );
     }
 }

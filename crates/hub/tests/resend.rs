@@ -496,3 +496,184 @@ async fn numbering_continues_after_a_restart_on_the_same_store() {
     drop(hub);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Reads a stream until it ends, returning the ids of the events it delivered.
+async fn ids_until_the_end(reader: &mut Reader) -> Vec<String> {
+    let mut ids = Vec::new();
+    while let Some(event) = reader.next_event().await {
+        ids.push(event.id.unwrap().as_str().to_owned());
+    }
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_store_a_client_past_the_waiting_area_is_cut_off_never_left_with_a_hole() {
+    // The seed's Wait policy used to fail the events that did not fit and carry on with later
+    // ones: the client's Last-Event-ID then moved past the hole and no reconnection repaired it.
+    let hub = Hub::builder()
+        .store(MemoryStore::new(10_000))
+        .resend(true)
+        .connection_buffer(4)
+        .heartbeat(None)
+        .build();
+    let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
+    let first = push(&hub, &["alice"], "0").await;
+    assert_eq!(slow.next_data(1).await, ["0"]);
+    // It stops reading: 4 queued, 4 waiting, the 9th cannot be taken.
+    for n in 1..=20 {
+        push(&hub, &["alice"], &n.to_string()).await;
+    }
+    assert!(hub.stats().failed > 0);
+    let seen = ids_until_the_end(&mut slow).await;
+    assert!(
+        seen.is_empty(),
+        "the stream ends at once, holding nothing: {seen:?}"
+    );
+
+    let mut back = Reader::resume(&hub, "alice", &first);
+    let expected: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    assert_eq!(back.next_data(20).await, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_store_a_client_whose_waits_run_out_is_cut_off_and_catches_up() {
+    let hub = Hub::builder()
+        .store(MemoryStore::new(10_000))
+        .resend(true)
+        .connection_buffer(4)
+        .slow_client(SlowClientPolicy::Wait {
+            timeout: Duration::from_secs(1),
+            retries: 2,
+        })
+        .heartbeat(None)
+        .build();
+    let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
+    let first = push(&hub, &["alice"], "0").await;
+    assert_eq!(slow.next_data(1).await, ["0"]);
+    for n in 1..=6 {
+        push(&hub, &["alice"], &n.to_string()).await;
+    }
+    // Two events wait; after 2 × 1 s they run out of retries and the stream is cut off.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(hub.stats().failed, 2);
+    assert!(ids_until_the_end(&mut slow).await.is_empty());
+    for n in 7..=8 {
+        push(&hub, &["alice"], &n.to_string()).await;
+    }
+    let mut back = Reader::resume(&hub, "alice", &first);
+    let expected: Vec<String> = (1..=8).map(|n| n.to_string()).collect();
+    assert_eq!(back.next_data(8).await, expected);
+}
+
+/// A memory store whose next `list_after` waits until released, so that a test can push live
+/// events while a replay is reading.
+#[derive(Default)]
+struct ListGatedStore {
+    inner: Option<MemoryStore>,
+    armed: AtomicBool,
+    listing: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Store for ListGatedStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.inner.as_ref().unwrap().save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.inner.as_ref().unwrap().last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.as_ref().unwrap().seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.listing.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.as_ref().unwrap().list_after(query).await
+    }
+}
+
+#[tokio::test]
+async fn a_live_event_of_another_type_pushed_during_a_filtered_replay_is_not_lost() {
+    let store = Arc::new(ListGatedStore {
+        inner: Some(MemoryStore::new(100)),
+        ..ListGatedStore::default()
+    });
+    let hub = Hub::builder()
+        .store(Arc::clone(&store))
+        .resend(true)
+        .heartbeat(None)
+        .build();
+    let order = |data: &str| Event::new(data).with_event("order");
+    let first = hub.broadcast([order("o1")]).await.unwrap().ids[0].clone();
+
+    // The client resumes asking for `order` events only; its replay is held while reading...
+    store.armed.store(true, Ordering::SeqCst);
+    let listing = store.listing.notified();
+    let mut client = Reader::open(
+        &hub,
+        "alice",
+        SubscribeOptions::default()
+            .last_event_id(first)
+            .event_type("order"),
+    );
+    let reading = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let event = client.next_event().await.unwrap();
+            got.push(format!("{}:{}", event.event_type(), event.data));
+        }
+        got
+    });
+    within(listing).await;
+    // ...while a chat event and an order event are pushed live: the replay will find both in
+    // the store and send the order; the chat event is live and must still arrive.
+    hub.broadcast([Event::new("c1").with_event("chat")])
+        .await
+        .unwrap();
+    hub.broadcast([order("o2")]).await.unwrap();
+    store.release.notify_one();
+    hub.broadcast([Event::new("end")]).await.unwrap();
+    assert_eq!(
+        within(reading).await.unwrap(),
+        ["order:o2", "chat:c1", "message:end"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn assigned_ids_increase_in_the_order_events_are_delivered() {
+    // A client that drops "id <= the last it saw" must lose nothing: ids are assigned in the
+    // order the committer saves and delivers, not when each pusher prepared its push.
+    let hub = Hub::builder()
+        .store(YieldingStore(MemoryStore::new(100_000)))
+        .resend(true)
+        .connection_buffer(100_000)
+        .max_queued_bytes(usize::MAX)
+        .heartbeat(None)
+        .build();
+    let mut reader = Reader::open(&hub, "alice", SubscribeOptions::default());
+    let pushers: Vec<_> = (0..8)
+        .map(|_| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    hub.broadcast([Event::new("x")]).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for pusher in pushers {
+        within(pusher).await.unwrap();
+    }
+    let mut previous = String::new();
+    for n in 0..800 {
+        let id = reader.next_event().await.unwrap().id.unwrap();
+        assert!(
+            id.as_str() > previous.as_str(),
+            "event {n}: {id} after {previous}"
+        );
+        previous = id.as_str().to_owned();
+    }
+}
