@@ -238,3 +238,54 @@ async fn concurrent_pushers_and_subscribers_lose_nothing_and_keep_order() {
     }
     assert_eq!(hub.stats().failed, 0);
 }
+
+/// A log sink for the test's own `tracing` subscriber.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_push_failing_for_thousands_of_clients_logs_one_line_and_reports_each_failure() {
+    const CLIENTS: usize = 5_000;
+    let log = Log::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .finish();
+    let (hub, failures) = hub_with(SlowClientPolicy::Disconnect, 1);
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let _streams: Vec<Subscription> = (0..CLIENTS)
+                .map(|n| hub.subscribe(&format!("u{n}"), Default::default()).unwrap())
+                .collect();
+            let receipt = hub.broadcast(events(0..3)).await.unwrap();
+            assert_eq!(receipt.failed, 2 * CLIENTS);
+        });
+    });
+    assert_eq!(failures.lock().unwrap().len(), 2 * CLIENTS, "the handler saw each");
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("failed")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("failed=10000") && lines[0].contains("cut_off=5000"),
+        "{}",
+        lines[0]
+    );
+}
