@@ -191,7 +191,7 @@ where
 /// # }
 /// ```
 pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
-    let request = match PushRequest::from_json(body) {
+    let request = match PushRequest::parse(body, Some(&hub.config().limits)) {
         Ok(request) => request,
         Err(error) => return envelope(StatusCode::BAD_REQUEST, &error.to_string()),
     };

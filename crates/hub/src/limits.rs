@@ -100,18 +100,7 @@ impl PushLimits {
     /// names the first offending field. `uids` is the list as given (before duplicates are
     /// removed); a broadcast passes zero.
     pub(crate) fn check(&self, uids: usize, events: &[Event]) -> Result<(), PushError> {
-        let over = |field, limit: usize, actual: usize| {
-            (actual > limit).then_some(PushError::LimitExceeded {
-                field,
-                limit,
-                actual,
-            })
-        };
-        if let Some(error) = over(PushField::Uids, self.max_uids, uids)
-            .or_else(|| over(PushField::Events, self.max_events, events.len()))
-        {
-            return Err(error);
-        }
+        self.check_counts(uids, events.len())?;
         for (index, event) in events.iter().enumerate() {
             let id_len = event.id.as_ref().map_or(0, |id| id.len());
             let type_len = event
@@ -137,6 +126,25 @@ impl PushLimits {
         }
         Ok(())
     }
+
+    /// The count limits alone, which the push API also checks before building any event.
+    pub(crate) fn check_counts(&self, uids: usize, events: usize) -> Result<(), PushError> {
+        match over(PushField::Uids, self.max_uids, uids)
+            .or_else(|| over(PushField::Events, self.max_events, events))
+        {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `LimitExceeded` if `actual` is over `limit`.
+fn over(field: PushField, limit: usize, actual: usize) -> Option<PushError> {
+    (actual > limit).then_some(PushError::LimitExceeded {
+        field,
+        limit,
+        actual,
+    })
 }
 
 #[cfg(test)]

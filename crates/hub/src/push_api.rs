@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use ssehub_wire::{Event, Utf8Bytes};
 
+use crate::limits::PushLimits;
 use crate::{CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT_TYPE, PushError, PushReceipt};
 
 /// The event types the HTTP push API refuses unless the hub allows them with
@@ -192,6 +193,15 @@ impl PushRequest {
     /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
     /// ```
     pub fn from_json(body: &[u8]) -> Result<Self, PushRequestError> {
+        Self::parse(body, None)
+    }
+
+    /// [`PushRequest::from_json`], refusing too many uids or events before building any event
+    /// when given the hub's limits (the push handlers do; the hub checks every limit again).
+    pub(crate) fn parse(
+        body: &[u8],
+        limits: Option<&PushLimits>,
+    ) -> Result<Self, PushRequestError> {
         // serde would also read a struct from a JSON array; the API is an object.
         if let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace())
             && first != b'{'
@@ -228,6 +238,9 @@ impl PushRequest {
             return Err(PushError::EmptyUid { index }.into());
         }
         let raw_events = raw.events.unwrap_or_default();
+        if let Some(limits) = limits {
+            limits.check_counts(uids.as_ref().map_or(0, Vec::len), raw_events.len())?;
+        }
         if raw_events.is_empty() {
             return Err(PushError::NoEvents.into());
         }
@@ -403,6 +416,35 @@ mod tests {
         let unicast =
             PushRequest::from_json(br#"{"uids":["a","b"],"events":[{"data":"x"}]}"#).unwrap();
         assert_eq!(unicast.uids, Some(vec!["a".to_owned(), "b".to_owned()]));
+    }
+
+    #[test]
+    fn counts_are_checked_before_any_event_is_built() {
+        let limits = PushLimits {
+            max_events: 2,
+            max_uids: 1,
+            ..PushLimits::default()
+        };
+        // The events are bad too, but the count is refused first: no event was looked at.
+        let body = br#"{"events":[{"id":"a\nb","data":"x"},{"data":"y"},{"data":"z"}]}"#;
+        assert_eq!(
+            PushRequest::parse(body, Some(&limits)),
+            Err(PushRequestError::Invalid(PushError::LimitExceeded {
+                field: crate::PushField::Events,
+                limit: 2,
+                actual: 3
+            }))
+        );
+        let body = br#"{"uids":["a","b"],"events":[{"data":"x"}]}"#;
+        assert!(matches!(
+            PushRequest::parse(body, Some(&limits)),
+            Err(PushRequestError::Invalid(PushError::LimitExceeded {
+                field: crate::PushField::Uids,
+                ..
+            }))
+        ));
+        // Without limits (the public parser), only the format is checked.
+        assert!(PushRequest::from_json(body).is_ok());
     }
 
     #[test]

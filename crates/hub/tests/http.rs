@@ -169,7 +169,7 @@ async fn assert_refused(server: &TestServer, body: &str, status: StatusCode, exp
     let shown: String = body.chars().take(200).collect();
     assert_eq!(got, status, "{shown}: {reply}");
     assert_eq!(reply["code"], status.as_u16(), "{shown}: {reply}");
-    let message = reply["msg"].as_str().unwrap();
+    let message = reply["msg"].as_str().expect("msg is a string");
     assert!(
         message.starts_with(expected),
         "{shown}: {message:?} should start with {expected:?}"
