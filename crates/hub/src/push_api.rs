@@ -99,7 +99,7 @@ pub enum PushRequestError {
         event_type: &'static str,
     },
     /// The request parsed but cannot be pushed: no events, an empty uid, a line break in an id or
-    /// type.
+    /// type, more uids or events than the hub's limits allow.
     Invalid(PushError),
 }
 
