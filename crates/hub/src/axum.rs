@@ -169,8 +169,15 @@ where
 }
 
 /// Handles a push API request body (see [`push_api`](crate::push_api)) and answers with the
-/// seed's envelope: `200` and the ids, `400` naming the bad field (nothing is pushed), `503` when
-/// the hub is closed.
+/// seed's envelope: `200` and the ids; `400` naming the bad field, `413` for an event's data over
+/// [`HubBuilder::max_data_len`](crate::HubBuilder::max_data_len) (nothing is pushed either way);
+/// `503` when the hub is closed or its store failed.
+///
+/// Recipients are explicit: a body with `uids` calls [`Hub::push`], a body **without** `uids`
+/// calls [`Hub::broadcast`] (the seed's contract); `"uids": []` and unknown fields such as a
+/// mistyped `"uid"` are a `400`, never a broadcast. Events of the reserved types (`close`,
+/// `history-gap`) are a `400` unless the hub was built with
+/// [`allow_reserved_event_types_over_http`](crate::HubBuilder::allow_reserved_event_types_over_http).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -179,14 +186,25 @@ where
 /// assert_eq!(response.status(), 200);
 /// let response = ssehub_hub::axum::push_response(&hub, br#"{"events":[]}"#).await;
 /// assert_eq!(response.status(), 400);
+/// let typo = br#"{"uid":["alice"],"events":[{"data":"hi"}]}"#;
+/// assert_eq!(ssehub_hub::axum::push_response(&hub, typo).await.status(), 400);
 /// # }
 /// ```
 pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
-    let request = match PushRequest::from_json(body) {
+    let request = match PushRequest::parse(body, Some(&hub.config().limits)) {
         Ok(request) => request,
         Err(error) => return envelope(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    match hub.push(request.uids, request.events).await {
+    if !hub.config().reserved_over_http
+        && let Err(error) = request.refuse_reserved_event_types()
+    {
+        return envelope(StatusCode::BAD_REQUEST, &error.to_string());
+    }
+    let pushed = match request.uids {
+        Some(uids) => hub.push(uids, request.events).await,
+        None => hub.broadcast(request.events).await,
+    };
+    match pushed {
         Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
         Err(error @ PushError::DuplicateId { .. }) => {
             envelope(StatusCode::CONFLICT, &error.to_string())
@@ -195,6 +213,9 @@ pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
             // Not the publisher's fault: it may retry (against another node, or later).
             envelope(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
         }
+        Err(error @ PushError::TooLarge { .. }) => {
+            envelope(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string())
+        }
         Err(error) => envelope(
             StatusCode::BAD_REQUEST,
             &PushRequestError::from(error).to_string(),
@@ -202,9 +223,11 @@ pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
     }
 }
 
-/// A `POST` route for the seed's push API (`{"uids":[...],"events":[...]}`). Requests larger
-/// than axum's body limit (2 MiB unless you set `DefaultBodyLimit`) get `413` in the same
-/// envelope. Guard it: anyone who can reach it can push to anyone.
+/// A `POST` route for the seed's push API (`{"uids":[...],"events":[...]}`; without `uids`, a
+/// broadcast), answered by [`push_response`]. Requests larger than axum's body limit (2 MiB unless
+/// you set `DefaultBodyLimit`) get `413` in the same envelope, as does an event's data over the
+/// hub's [`max_data_len`](crate::HubBuilder::max_data_len). Guard it: anyone who can reach it can
+/// push to anyone.
 ///
 /// ```
 /// let hub = ssehub_hub::Hub::new();

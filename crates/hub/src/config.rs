@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ssehub_wire::Event;
 
+use crate::limits::PushLimits;
 use crate::store::Store;
 use crate::{Hub, SlowClientPolicy};
 
@@ -43,6 +44,9 @@ pub(crate) struct Config {
     pub(crate) store_timeout: Duration,
     pub(crate) resend_page_size: usize,
     pub(crate) batch_delay: Option<Duration>,
+    // What a push may carry (see `limits.rs`).
+    pub(crate) limits: PushLimits,
+    pub(crate) reserved_over_http: bool,
 }
 
 impl Default for Config {
@@ -68,6 +72,8 @@ impl Default for Config {
             store_timeout: DEFAULT_STORE_TIMEOUT,
             resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
             batch_delay: None,
+            limits: PushLimits::default(),
+            reserved_over_http: false,
         }
     }
 }
@@ -89,6 +95,8 @@ impl fmt::Debug for Config {
             .field("store_timeout", &self.store_timeout)
             .field("resend_page_size", &self.resend_page_size)
             .field("batch_delay", &self.batch_delay)
+            .field("limits", &self.limits)
+            .field("reserved_over_http", &self.reserved_over_http)
             .finish()
     }
 }
@@ -318,6 +326,123 @@ impl HubBuilder {
     /// ```
     pub fn batch_delay(mut self, delay: Option<Duration>) -> Self {
         self.config.batch_delay = delay.filter(|delay| !delay.is_zero());
+        self
+    }
+
+    // What a push may carry. Each limit is checked by `Hub::push` and `Hub::broadcast` before
+    // anything is sent; a push over one is refused whole.
+
+    /// The longest event id a push may carry, in bytes. Default [`DEFAULT_MAX_ID_LEN`](crate::DEFAULT_MAX_ID_LEN) (256):
+    /// clients send the id back as `Last-Event-ID` on every reconnection, where a long one fails
+    /// header limits. Over it, [`PushError::LimitExceeded`](crate::PushError::LimitExceeded)
+    /// (`400` from the push API).
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub, PushError, PushField};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_id_len(8).build();
+    /// let err = hub.broadcast([Event::new("x").with_id("123456789")]).await.unwrap_err();
+    /// assert!(matches!(err, PushError::LimitExceeded { field: PushField::Id(0), limit: 8, actual: 9 }));
+    /// # }
+    /// ```
+    pub fn max_id_len(mut self, bytes: usize) -> Self {
+        self.config.limits.max_id_len = bytes;
+        self
+    }
+
+    /// The longest event type a push may carry, in bytes. Default
+    /// [`DEFAULT_MAX_EVENT_TYPE_LEN`](crate::DEFAULT_MAX_EVENT_TYPE_LEN) (64). Over it,
+    /// [`PushError::LimitExceeded`](crate::PushError::LimitExceeded) (`400` from the push API).
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_event_type_len(5).build();
+    /// let err = hub.broadcast([Event::new("x").with_event("too-long")]).await.unwrap_err();
+    /// assert!(err.to_string().starts_with("events[0].event: 8 bytes, over the limit of 5"));
+    /// # }
+    /// ```
+    pub fn max_event_type_len(mut self, bytes: usize) -> Self {
+        self.config.limits.max_event_type_len = bytes;
+        self
+    }
+
+    /// The most events one push may carry. Default [`DEFAULT_MAX_EVENTS_PER_PUSH`](crate::DEFAULT_MAX_EVENTS_PER_PUSH) (1,000).
+    /// Over it, [`PushError::LimitExceeded`](crate::PushError::LimitExceeded) (`400` from the
+    /// push API). A connection takes at most its [`connection_buffer`](Self::connection_buffer)
+    /// plus as many waiting, so keep pushes well under that.
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_events_per_push(2).build();
+    /// assert!(hub.broadcast([Event::new("1"), Event::new("2")]).await.is_ok());
+    /// assert!(hub.broadcast([Event::new("1"), Event::new("2"), Event::new("3")]).await.is_err());
+    /// # }
+    /// ```
+    pub fn max_events_per_push(mut self, events: usize) -> Self {
+        self.config.limits.max_events = events;
+        self
+    }
+
+    /// The most uids one [`Hub::push`] may name (duplicates count). Default
+    /// [`DEFAULT_MAX_UIDS_PER_PUSH`](crate::DEFAULT_MAX_UIDS_PER_PUSH) (10,000): each uid is a registry lock, and with a store each
+    /// saved event keeps the list. Over it,
+    /// [`PushError::LimitExceeded`](crate::PushError::LimitExceeded) (`400` from the push API).
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_uids_per_push(2).build();
+    /// let err = hub.push(["a", "b", "c"], [Event::new("x")]).await.unwrap_err();
+    /// assert!(err.to_string().starts_with("uids: 3 uids, over the limit of 2 per push"));
+    /// # }
+    /// ```
+    pub fn max_uids_per_push(mut self, uids: usize) -> Self {
+        self.config.limits.max_uids = uids;
+        self
+    }
+
+    /// The most bytes of data one event may carry. Default [`DEFAULT_MAX_DATA_LEN`](crate::DEFAULT_MAX_DATA_LEN) (1 MiB),
+    /// under the 4 MiB ssehub clients accept. Over it,
+    /// [`PushError::TooLarge`](crate::PushError::TooLarge) (`413` from the push API).
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub, PushError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_data_len(4).build();
+    /// let err = hub.broadcast([Event::new("12345")]).await.unwrap_err();
+    /// assert!(matches!(err, PushError::TooLarge { limit: 4, actual: 5, .. }));
+    /// # }
+    /// ```
+    pub fn max_data_len(mut self, bytes: usize) -> Self {
+        self.config.limits.max_data_len = bytes;
+        self
+    }
+
+    /// Whether the HTTP push API accepts the reserved event types
+    /// [`CLOSE_EVENT_TYPE`](crate::CLOSE_EVENT_TYPE) (`close`: ssehub and seed clients stop for
+    /// good) and [`HISTORY_GAP_EVENT_TYPE`](crate::HISTORY_GAP_EVENT_TYPE) (`history-gap`:
+    /// clients reload their state). Default `false`: a push of either is a `400` naming
+    /// `events[i].event`, so one request cannot stop every client. [`Hub::push`] and
+    /// [`Hub::broadcast`] always accept them; this only guards the HTTP front ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::builder().allow_reserved_event_types_over_http(true).build();
+    /// # #[cfg(feature = "axum")] {
+    /// let body = br#"{"events":[{"event":"close","data":"maintenance"}]}"#;
+    /// assert_eq!(ssehub_hub::axum::push_response(&hub, body).await.status(), 200);
+    /// # }
+    /// # }
+    /// ```
+    pub fn allow_reserved_event_types_over_http(mut self, allow: bool) -> Self {
+        self.config.reserved_over_http = allow;
         self
     }
 

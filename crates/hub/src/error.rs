@@ -4,6 +4,7 @@ use std::fmt;
 
 use ssehub_wire::EncodeError;
 
+use crate::PushField;
 use crate::store::StoreError;
 
 /// Why a push was refused. A refused push sent nothing to anyone.
@@ -23,7 +24,11 @@ use crate::store::StoreError;
 pub enum PushError {
     /// The push had no events.
     NoEvents,
-    /// A uid was the empty string (an empty uid list is the way to broadcast).
+    /// [`Hub::push`](crate::Hub::push) was given no uids. An empty list never means "everyone":
+    /// [`Hub::broadcast`](crate::Hub::broadcast) is the one way to reach every connection, so a
+    /// list that came out empty by mistake reaches nobody instead of everybody.
+    NoRecipients,
+    /// A uid was the empty string.
     EmptyUid {
         /// Its position in the uid list.
         index: usize,
@@ -35,6 +40,26 @@ pub enum PushError {
         index: usize,
         /// What is wrong with it, including the field's name.
         source: EncodeError,
+    },
+    /// A count or a length over one of the hub's limits (`HubBuilder::max_uids_per_push`,
+    /// `max_events_per_push`, `max_id_len`, `max_event_type_len`). The push API answers `400`.
+    LimitExceeded {
+        /// What is over the limit.
+        field: PushField,
+        /// The limit: a count for [`PushField::Uids`] and [`PushField::Events`], else bytes.
+        limit: usize,
+        /// What the push had.
+        actual: usize,
+    },
+    /// An event's data over the hub's limit (`HubBuilder::max_data_len`). The push API answers
+    /// `413`.
+    TooLarge {
+        /// The event's data ([`PushField::Data`]).
+        field: PushField,
+        /// The limit, in bytes.
+        limit: usize,
+        /// The data's size, in bytes.
+        actual: usize,
     },
     /// The hub is closed or closing.
     Closed,
@@ -61,9 +86,49 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoEvents => f.write_str("events: a push needs at least one event"),
-            Self::EmptyUid { index } => write!(
+            Self::NoRecipients => f.write_str(
+                "uids: empty, so the push would reach nobody; name at least one uid, \
+                 or call Hub::broadcast to reach everyone",
+            ),
+            Self::EmptyUid { index } => {
+                write!(f, "uids[{index}]: a uid must not be empty; remove it")
+            }
+            Self::LimitExceeded {
+                field,
+                limit,
+                actual,
+            } => match field {
+                PushField::Uids => write!(
+                    f,
+                    "uids: {actual} uids, over the limit of {limit} per push; \
+                     push in several parts, or broadcast"
+                ),
+                PushField::Events => write!(
+                    f,
+                    "events: {actual} events, over the limit of {limit} per push; \
+                     push them in several parts"
+                ),
+                PushField::Id(_) => write!(
+                    f,
+                    "{field}: {actual} bytes, over the limit of {limit}; use a shorter id \
+                     (clients send it back in a header on every reconnection)"
+                ),
+                PushField::EventType(_) => write!(
+                    f,
+                    "{field}: {actual} bytes, over the limit of {limit}; use a shorter event type"
+                ),
+                PushField::Data(_) => {
+                    write!(f, "{field}: {actual} bytes, over the limit of {limit}")
+                }
+            },
+            Self::TooLarge {
+                field,
+                limit,
+                actual,
+            } => write!(
                 f,
-                "uids[{index}]: a uid must not be empty; leave the uid list empty to broadcast"
+                "{field}: {actual} bytes, over the limit of {limit} bytes per event; \
+                 send less, or a reference the client fetches"
             ),
             Self::InvalidEvent { index, source } => {
                 write!(f, "events[{index}].{}: {source}", source.field())

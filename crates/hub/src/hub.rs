@@ -91,7 +91,7 @@ pub struct PushReceipt {
     /// Connections that accepted the push (queued, or waiting for room).
     pub connections: usize,
     /// Deliveries the slow-client policy refused at once (full queue and waiting area, or a
-    /// connection cut off under [`SlowClientPolicy::Disconnect`]).
+    /// connection cut off under [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect)).
     pub failed: usize,
 }
 
@@ -167,21 +167,33 @@ impl Hub {
         &self.shared.config
     }
 
-    /// Pushes `events` to every connection of each uid in `uids`; an empty `uids` broadcasts to
-    /// every connection. Duplicate uids are delivered once.
+    /// Pushes `events` to every connection of each uid in `uids`. Duplicate uids are delivered
+    /// once. An empty `uids` is refused ([`PushError::NoRecipients`]): [`Hub::broadcast`] is the
+    /// one way to reach everyone, so a uid list that came out empty by mistake reaches nobody.
     ///
-    /// Every event is checked before anything is sent, so a refused push reached nobody. A
-    /// missing (or empty) id is assigned: a ULID, unique and increasing. A missing type means
-    /// `message`. Each event is encoded once; every connection gets the same bytes, in order.
-    /// The push never waits for a slow client: its [`SlowClientPolicy`] decides.
+    /// Every event is checked before anything is sent, so a refused push reached nobody: against
+    /// the hub's limits (see [`HubBuilder::max_id_len`] and the other `max_*` options), and for
+    /// what cannot be encoded safely. A missing (or empty) id is assigned: a ULID, unique and
+    /// increasing. A missing type means `message`. Each event is encoded once; every connection
+    /// gets the same bytes, in order. The push never waits for a slow client: its
+    /// [`SlowClientPolicy`] decides.
+    ///
+    /// Two event types mean something to clients: [`CLOSE_EVENT_TYPE`] (`close`) makes ssehub
+    /// (and seed) clients stop for good, without reconnecting; [`HISTORY_GAP_EVENT_TYPE`]
+    /// (`history-gap`) tells a client that it missed events and should reload its state. Push them
+    /// only with that meaning. The HTTP push API refuses both unless
+    /// [`HubBuilder::allow_reserved_event_types_over_http`] is set.
+    ///
+    /// [`SlowClientPolicy`]: crate::SlowClientPolicy
+    /// [`HISTORY_GAP_EVENT_TYPE`]: crate::HISTORY_GAP_EVENT_TYPE
     ///
     /// # Errors
     ///
-    /// [`PushError`] for no events, an empty uid, an event that cannot be encoded safely, or a
-    /// closed hub.
+    /// [`PushError`] for no uids, no events, an empty uid, a push over a limit, an event that
+    /// cannot be encoded safely, or a closed hub.
     ///
     /// ```
-    /// use ssehub_hub::{Event, Hub};
+    /// use ssehub_hub::{Event, Hub, PushError};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let hub = Hub::new();
@@ -192,11 +204,48 @@ impl Hub {
     ///     .await
     ///     .unwrap();
     /// assert_eq!(receipt.connections, 2); // both tabs of u001; u002 is offline
+    ///
+    /// let nobody: Vec<String> = Vec::new();
+    /// let err = hub.push(nobody, [Event::new("for whom?")]).await.unwrap_err();
+    /// assert_eq!(err, PushError::NoRecipients);
     /// # }
     /// ```
     pub async fn push<U, S, E>(&self, uids: U, events: E) -> Result<PushReceipt, PushError>
     where
         U: IntoIterator<Item = S>,
+        S: AsRef<str>,
+        E: IntoIterator<Item = Event>,
+    {
+        let uids: Vec<S> = uids.into_iter().collect();
+        if uids.is_empty() {
+            return Err(PushError::NoRecipients);
+        }
+        self.send(Some(uids), events).await
+    }
+
+    /// Pushes `events` to every connection: the one way to reach everyone. Checked as
+    /// [`Hub::push`] checks, including what it says of the reserved event types.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::push`], except that there are no uids to refuse.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// hub.broadcast([ssehub_hub::Event::new("to everyone")]).await.unwrap();
+    /// # }
+    /// ```
+    pub async fn broadcast<E>(&self, events: E) -> Result<PushReceipt, PushError>
+    where
+        E: IntoIterator<Item = Event>,
+    {
+        self.send(None::<Vec<&str>>, events).await
+    }
+
+    /// [`Hub::push`] to `uids`, or to everyone for `None`.
+    async fn send<S, E>(&self, uids: Option<Vec<S>>, events: E) -> Result<PushReceipt, PushError>
+    where
         S: AsRef<str>,
         E: IntoIterator<Item = Event>,
     {
@@ -206,10 +255,12 @@ impl Hub {
         if shared.lifecycle.load(Ordering::Acquire) != OPEN {
             return Err(PushError::Closed);
         }
-        let uids: Vec<S> = uids.into_iter().collect();
+        let uids = uids.unwrap_or_default();
         if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
             return Err(PushError::EmptyUid { index });
         }
+        let events: Vec<Event> = events.into_iter().collect();
+        shared.config.limits.check(uids.len(), &events)?;
         let prepared = self.prepare(events)?;
         let (ids, tally) = if let Some(sequencer) = &shared.sequencer {
             let recipients = Recipients::uids(&uids);
@@ -231,25 +282,6 @@ impl Hub {
             connections,
             failed,
         })
-    }
-
-    /// Pushes `events` to every connection: `push` with no uids.
-    ///
-    /// # Errors
-    ///
-    /// As [`Hub::push`].
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = ssehub_hub::Hub::new();
-    /// hub.broadcast([ssehub_hub::Event::new("to everyone")]).await.unwrap();
-    /// # }
-    /// ```
-    pub async fn broadcast<E>(&self, events: E) -> Result<PushReceipt, PushError>
-    where
-        E: IntoIterator<Item = Event>,
-    {
-        self.push(std::iter::empty::<&str>(), events).await
     }
 
     /// Checks every event, refusing the whole push on the first bad one, and drops

@@ -34,6 +34,7 @@ mod config;
 mod delivery;
 mod error;
 mod hub;
+mod limits;
 mod outbox;
 pub mod push_api;
 mod registry;
@@ -52,6 +53,10 @@ pub use config::{
 };
 pub use error::{PushError, SubscribeError};
 pub use hub::{CLOSE_EVENT_TYPE, Hub, PushReceipt};
+pub use limits::{
+    DEFAULT_MAX_DATA_LEN, DEFAULT_MAX_EVENT_TYPE_LEN, DEFAULT_MAX_EVENTS_PER_PUSH,
+    DEFAULT_MAX_ID_LEN, DEFAULT_MAX_UIDS_PER_PUSH, PushField,
+};
 pub use resend::HISTORY_GAP_EVENT_TYPE;
 pub use slow_client::SlowClientPolicy;
 pub use ssehub_wire::{Event, Utf8Bytes};

@@ -1,7 +1,9 @@
 //! The seed's JSON push API, independent of any server framework.
 //!
-//! Request: `{"uids":["u001"],"events":[{"id":"1","event":"message","data":"hello"}]}` (no or
-//! empty `uids` broadcasts; `id` and `event` are optional). Response envelope:
+//! Request: `{"uids":["u001"],"events":[{"id":"1","event":"message","data":"hello"}]}`; `id`
+//! and `event` are optional. **Omitting `uids` broadcasts** (the seed's contract); `"uids": []`
+//! and `"uids": null` are refused, as is any field not listed here (top level or in an event), so
+//! a typo such as `"uid"` is a `400`, never a broadcast. Response envelope:
 //! `{"code":0,"msg":"ok","data":{"ids":[...],"connections":N,"failed":N}}`, or on error
 //! `{"code":<HTTP status>,"msg":"<what is wrong, naming the field>","data":{}}`.
 //!
@@ -13,7 +15,7 @@
 //! use ssehub_hub::push_api::PushRequest;
 //!
 //! let request = PushRequest::from_json(br#"{"uids":["u1"],"events":[{"data":{"n": 1}}]}"#)?;
-//! assert_eq!(request.uids, ["u1"]);
+//! assert_eq!(request.uids, Some(vec!["u1".to_owned()]));
 //! assert_eq!(request.events[0].data, r#"{"n":1}"#);
 //! # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
 //! ```
@@ -24,20 +26,37 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use ssehub_wire::{Event, Utf8Bytes};
 
-use crate::{PushError, PushReceipt};
+use crate::limits::PushLimits;
+use crate::{CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT_TYPE, PushError, PushReceipt};
+
+/// The event types the HTTP push API refuses unless the hub allows them with
+/// [`HubBuilder::allow_reserved_event_types_over_http`](crate::HubBuilder::allow_reserved_event_types_over_http):
+/// [`CLOSE_EVENT_TYPE`] (clients stop for good) and [`HISTORY_GAP_EVENT_TYPE`] (clients reload).
+///
+/// ```
+/// assert_eq!(ssehub_hub::push_api::RESERVED_EVENT_TYPES, ["close", "history-gap"]);
+/// ```
+pub const RESERVED_EVENT_TYPES: [&str; 2] = [CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT_TYPE];
 
 /// A parsed and checked push request.
 ///
+/// Its recipients are explicit: `uids` is `None` only when the body had no `uids` field, which
+/// the seed defined as a broadcast; a body with an empty (or `null`) `uids` never parses.
+///
 /// ```
-/// let request = ssehub_hub::push_api::PushRequest::from_json(br#"{"events":[{"data":"hi"}]}"#)?;
-/// assert!(request.uids.is_empty()); // a broadcast
+/// use ssehub_hub::push_api::PushRequest;
+///
+/// let request = PushRequest::from_json(br#"{"events":[{"data":"hi"}]}"#)?;
+/// assert_eq!(request.uids, None); // a broadcast
+/// let err = PushRequest::from_json(br#"{"uids":[],"events":[{"data":"hi"}]}"#).unwrap_err();
+/// assert_eq!(err.to_string(), "uids: empty; name at least one uid, or omit uids to broadcast");
 /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushRequest {
-    /// Who to push to; empty broadcasts.
-    pub uids: Vec<String>,
+    /// Who to push to, never empty; `None` (no `uids` in the body) broadcasts.
+    pub uids: Option<Vec<String>>,
     /// What to push, in order.
     pub events: Vec<Event>,
 }
@@ -68,8 +87,19 @@ pub enum PushRequestError {
         /// The event's position.
         index: usize,
     },
+    /// `"uids": []` or `"uids": null`. Only a body without `uids` broadcasts, so that a list that
+    /// came out empty reaches nobody rather than everybody.
+    EmptyUids,
+    /// An event of a type clients give a meaning to ([`RESERVED_EVENT_TYPES`]), which the hub
+    /// does not accept over HTTP.
+    ReservedEventType {
+        /// The event's position.
+        index: usize,
+        /// Its type.
+        event_type: &'static str,
+    },
     /// The request parsed but cannot be pushed: no events, an empty uid, a line break in an id or
-    /// type.
+    /// type, more uids or events than the hub's limits allow.
     Invalid(PushError),
 }
 
@@ -83,6 +113,18 @@ impl fmt::Display for PushRequestError {
             Self::MissingData { index } => write!(
                 f,
                 "events[{index}].data: missing; send a string, or any other JSON value"
+            ),
+            Self::EmptyUids => {
+                f.write_str("uids: empty; name at least one uid, or omit uids to broadcast")
+            }
+            Self::ReservedEventType { index, event_type } => write!(
+                f,
+                "events[{index}].event: `{event_type}` is reserved ({}) and not accepted over HTTP; \
+                 use another event type",
+                match *event_type {
+                    CLOSE_EVENT_TYPE => "it makes clients stop for good",
+                    _ => "it makes clients reload their state",
+                }
             ),
             Self::Invalid(error) => error.fmt(f),
         }
@@ -105,14 +147,26 @@ impl From<PushError> for PushRequestError {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRequest<'a> {
-    #[serde(default)]
-    uids: Option<Vec<String>>,
+    /// `None` without the field, `Some(None)` for `null`.
+    #[serde(default, deserialize_with = "present")]
+    uids: Option<Option<Vec<String>>>,
     #[serde(default, borrow)]
     events: Option<Vec<RawEvent<'a>>>,
 }
 
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`, by `default`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawEvent<'a> {
     #[serde(default)]
     id: Option<String>,
@@ -123,8 +177,8 @@ struct RawEvent<'a> {
 }
 
 impl PushRequest {
-    /// Parses and checks a push request body. Every event is checked, so a request that parses
-    /// is one [`Hub::push`](crate::Hub::push) accepts (unless the hub is closed).
+    /// Parses and checks a push request body. Every event's format is checked; the hub's limits
+    /// (id and type lengths, counts, data size) are checked by the push itself.
     ///
     /// # Errors
     ///
@@ -139,6 +193,15 @@ impl PushRequest {
     /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
     /// ```
     pub fn from_json(body: &[u8]) -> Result<Self, PushRequestError> {
+        Self::parse(body, None)
+    }
+
+    /// [`PushRequest::from_json`], refusing too many uids or events before building any event
+    /// when given the hub's limits (the push handlers do; the hub checks every limit again).
+    pub(crate) fn parse(
+        body: &[u8],
+        limits: Option<&PushLimits>,
+    ) -> Result<Self, PushRequestError> {
         // serde would also read a struct from a JSON array; the API is an object.
         if let Some(&first) = body.iter().find(|b| !b.is_ascii_whitespace())
             && first != b'{'
@@ -165,11 +228,19 @@ impl PushRequest {
             message: error.to_string(),
         })?;
 
-        let uids = raw.uids.unwrap_or_default();
-        if let Some(index) = uids.iter().position(String::is_empty) {
+        let uids = match raw.uids {
+            None => None,
+            Some(None) => return Err(PushRequestError::EmptyUids),
+            Some(Some(uids)) if uids.is_empty() => return Err(PushRequestError::EmptyUids),
+            Some(Some(uids)) => Some(uids),
+        };
+        if let Some(index) = uids.iter().flatten().position(String::is_empty) {
             return Err(PushError::EmptyUid { index }.into());
         }
         let raw_events = raw.events.unwrap_or_default();
+        if let Some(limits) = limits {
+            limits.check_counts(uids.as_ref().map_or(0, Vec::len), raw_events.len())?;
+        }
         if raw_events.is_empty() {
             return Err(PushError::NoEvents.into());
         }
@@ -189,6 +260,35 @@ impl PushRequest {
             events.push(event);
         }
         Ok(Self { uids, events })
+    }
+
+    /// Refuses an event of a reserved type ([`RESERVED_EVENT_TYPES`]), naming the first one.
+    /// The push handlers call it unless the hub was built with
+    /// [`allow_reserved_event_types_over_http`](crate::HubBuilder::allow_reserved_event_types_over_http).
+    ///
+    /// # Errors
+    ///
+    /// [`PushRequestError::ReservedEventType`].
+    ///
+    /// ```
+    /// use ssehub_hub::push_api::PushRequest;
+    ///
+    /// let request = PushRequest::from_json(br#"{"events":[{"data":"x"},{"event":"close","data":"bye"}]}"#)?;
+    /// let err = request.refuse_reserved_event_types().unwrap_err();
+    /// assert!(err.to_string().starts_with("events[1].event: `close` is reserved"));
+    /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
+    /// ```
+    pub fn refuse_reserved_event_types(&self) -> Result<(), PushRequestError> {
+        for (index, event) in self.events.iter().enumerate() {
+            let event_type = event.event_type();
+            if let Some(&reserved) = RESERVED_EVENT_TYPES.iter().find(|&&r| r == event_type) {
+                return Err(PushRequestError::ReservedEventType {
+                    index,
+                    event_type: reserved,
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -310,6 +410,63 @@ mod tests {
     }
 
     #[test]
+    fn recipients_are_explicit() {
+        let broadcast = PushRequest::from_json(br#"{"events":[{"data":"x"}]}"#).unwrap();
+        assert_eq!(broadcast.uids, None);
+        let unicast =
+            PushRequest::from_json(br#"{"uids":["a","b"],"events":[{"data":"x"}]}"#).unwrap();
+        assert_eq!(unicast.uids, Some(vec!["a".to_owned(), "b".to_owned()]));
+    }
+
+    #[test]
+    fn counts_are_checked_before_any_event_is_built() {
+        let limits = PushLimits {
+            max_events: 2,
+            max_uids: 1,
+            ..PushLimits::default()
+        };
+        // The events are bad too, but the count is refused first: no event was looked at.
+        let body = br#"{"events":[{"id":"a\nb","data":"x"},{"data":"y"},{"data":"z"}]}"#;
+        assert_eq!(
+            PushRequest::parse(body, Some(&limits)),
+            Err(PushRequestError::Invalid(PushError::LimitExceeded {
+                field: crate::PushField::Events,
+                limit: 2,
+                actual: 3
+            }))
+        );
+        let body = br#"{"uids":["a","b"],"events":[{"data":"x"}]}"#;
+        assert!(matches!(
+            PushRequest::parse(body, Some(&limits)),
+            Err(PushRequestError::Invalid(PushError::LimitExceeded {
+                field: crate::PushField::Uids,
+                ..
+            }))
+        ));
+        // Without limits (the public parser), only the format is checked.
+        assert!(PushRequest::from_json(body).is_ok());
+    }
+
+    #[test]
+    fn reserved_event_types_are_named() {
+        let request = PushRequest::from_json(
+            br#"{"events":[{"event":"message","data":"x"},{"event":"history-gap","data":"{}"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            request.refuse_reserved_event_types(),
+            Err(PushRequestError::ReservedEventType {
+                index: 1,
+                event_type: HISTORY_GAP_EVENT_TYPE
+            })
+        );
+        // Event types are case-sensitive: `Close` is an ordinary type.
+        let request =
+            PushRequest::from_json(br#"{"events":[{"event":"Close","data":"x"}]}"#).unwrap();
+        assert_eq!(request.refuse_reserved_event_types(), Ok(()));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases: &[(&[u8], &str)] = &[
             (b"", "the body is not a valid push request"),
@@ -344,6 +501,22 @@ mod tests {
                 "events[0].id: id contains a NUL",
             ),
             (br#"{"events":[{"event":"x"}]}"#, "events[0].data: missing"),
+            (
+                br#"{"uid":["a"],"events":[{"data":"x"}]}"#,
+                "uid: unknown field `uid`, expected `uids` or `events`",
+            ),
+            (
+                br#"{"events":[{"data":"x","retry":5}]}"#,
+                "events[0].retry: unknown field `retry`, expected one of `id`, `event`, `data`",
+            ),
+            (
+                br#"{"uids":[],"events":[{"data":"x"}]}"#,
+                "uids: empty; name at least one uid, or omit uids to broadcast",
+            ),
+            (
+                br#"{"uids":null,"events":[{"data":"x"}]}"#,
+                "uids: empty; name at least one uid, or omit uids to broadcast",
+            ),
             (br#"{"events":[{"data":null}]}"#, "events[0].data: missing"),
             (
                 br#"{"uids":["a"]}"#,

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, eventually, within};
+use common::{SseStream, TestServer, eventually, within};
 use http::StatusCode;
-use ssehub_hub::Hub;
+use ssehub_hub::{Hub, HubStats};
 
 #[tokio::test]
 async fn unicast_reaches_only_its_uid() {
@@ -161,6 +161,253 @@ async fn bad_push_bodies_get_400_naming_the_field_and_change_nothing() {
     // The first event the stream sees is the first good push: nothing half-pushed before it.
     server.push_json(r#"{"events":[{"data":"good"}]}"#).await;
     assert_eq!(stream.next_data(1).await, ["good"]);
+}
+
+/// POSTs `body`, expects it refused with `status` and a message starting with `expected`.
+async fn assert_refused(server: &TestServer, body: &str, status: StatusCode, expected: &str) {
+    let (got, reply) = server.push_json(body).await;
+    let shown: String = body.chars().take(200).collect();
+    assert_eq!(got, status, "{shown}: {reply}");
+    assert_eq!(reply["code"], status.as_u16(), "{shown}: {reply}");
+    let message = reply["msg"].as_str().expect("msg is a string");
+    assert!(
+        message.starts_with(expected),
+        "{shown}: {message:?} should start with {expected:?}"
+    );
+    assert_eq!(reply["data"], serde_json::json!({}));
+}
+
+/// Nothing reached `streams` and the stats did not move since `before`: a broadcast marker is the
+/// first event each stream sees.
+async fn assert_nothing_sent(
+    server: &TestServer,
+    before: HubStats,
+    streams: &mut [&mut SseStream],
+) {
+    assert_eq!(
+        server.hub.stats(),
+        before,
+        "a refused push changes no counter"
+    );
+    let (status, _) = server.push_json(r#"{"events":[{"data":"marker"}]}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    for stream in streams {
+        assert_eq!(stream.next_data(1).await, ["marker"]);
+    }
+}
+
+#[tokio::test]
+async fn misspelled_or_unknown_fields_are_refused_never_broadcast() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut alice = server.subscribe("alice").await;
+    let mut bob = server.subscribe("bob").await;
+    let before = server.hub.stats();
+    assert_refused(
+        &server,
+        r#"{"uid":["alice"],"events":[{"data":"for alice only"}]}"#,
+        StatusCode::BAD_REQUEST,
+        "uid: unknown field `uid`, expected `uids` or `events`",
+    )
+    .await;
+    assert_refused(
+        &server,
+        r#"{"uids":["alice"],"events":[{"data":"x","type":"note"}]}"#,
+        StatusCode::BAD_REQUEST,
+        "events[0].type: unknown field `type`, expected one of `id`, `event`, `data`",
+    )
+    .await;
+    assert_nothing_sent(&server, before, &mut [&mut alice, &mut bob]).await;
+}
+
+#[tokio::test]
+async fn empty_or_null_uids_are_refused_only_omitted_uids_broadcast() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut alice = server.subscribe("alice").await;
+    let before = server.hub.stats();
+    for body in [
+        r#"{"uids":[],"events":[{"data":"x"}]}"#,
+        r#"{"uids":null,"events":[{"data":"x"}]}"#,
+    ] {
+        assert_refused(
+            &server,
+            body,
+            StatusCode::BAD_REQUEST,
+            "uids: empty; name at least one uid, or omit uids to broadcast",
+        )
+        .await;
+    }
+    // Without `uids`: the seed's broadcast.
+    assert_nothing_sent(&server, before, &mut [&mut alice]).await;
+}
+
+#[tokio::test]
+async fn reserved_event_types_are_refused_over_http() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut alice = server.subscribe("alice").await;
+    let before = server.hub.stats();
+    assert_refused(
+        &server,
+        r#"{"events":[{"event":"close","data":"x"}]}"#,
+        StatusCode::BAD_REQUEST,
+        "events[0].event: `close` is reserved",
+    )
+    .await;
+    assert_refused(
+        &server,
+        r#"{"uids":["alice"],"events":[{"data":"ok"},{"event":"history-gap","data":"{}"}]}"#,
+        StatusCode::BAD_REQUEST,
+        "events[1].event: `history-gap` is reserved",
+    )
+    .await;
+    assert_nothing_sent(&server, before, &mut [&mut alice]).await;
+    assert_eq!(
+        server.hub.stats().connections,
+        1,
+        "alice is still connected"
+    );
+}
+
+#[tokio::test]
+async fn reserved_event_types_pass_when_the_hub_allows_them() {
+    let hub = Hub::builder()
+        .allow_reserved_event_types_over_http(true)
+        .build();
+    let server = TestServer::start(hub).await;
+    let mut alice = server.subscribe("alice").await;
+    let (status, reply) = server
+        .push_json(r#"{"events":[{"event":"close","data":"maintenance"}]}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let event = alice.next_event().await.unwrap();
+    assert_eq!(
+        (event.event_type(), event.data.as_str()),
+        ("close", "maintenance")
+    );
+}
+
+#[tokio::test]
+async fn pushes_over_the_limits_get_400_or_413_naming_the_field_and_change_nothing() {
+    let server = TestServer::start(Hub::new()).await;
+    let mut alice = server.subscribe("alice").await;
+    let before = server.hub.stats();
+    let event_list = |n: usize| vec![r#"{"data":"x"}"#; n].join(",");
+    let uid_list = |n: usize| {
+        let uids: Vec<String> = (0..n).map(|i| format!(r#""u{i}""#)).collect();
+        uids.join(",")
+    };
+    let cases = [
+        // The issue's case: a 20 KiB id would be every client's Last-Event-ID header.
+        (
+            format!(
+                r#"{{"events":[{{"id":"{}","data":"x"}}]}}"#,
+                "7".repeat(20 << 10)
+            ),
+            StatusCode::BAD_REQUEST,
+            "events[0].id: 20480 bytes, over the limit of 256; use a shorter id".to_owned(),
+        ),
+        (
+            format!(
+                r#"{{"events":[{{"data":"x"}},{{"id":"{}","data":"x"}}]}}"#,
+                "é".repeat(129)
+            ),
+            StatusCode::BAD_REQUEST,
+            "events[1].id: 258 bytes, over the limit of 256".to_owned(),
+        ),
+        (
+            format!(
+                r#"{{"events":[{{"event":"{}","data":"x"}}]}}"#,
+                "t".repeat(65)
+            ),
+            StatusCode::BAD_REQUEST,
+            "events[0].event: 65 bytes, over the limit of 64; use a shorter event type".to_owned(),
+        ),
+        (
+            format!(r#"{{"events":[{}]}}"#, event_list(1_001)),
+            StatusCode::BAD_REQUEST,
+            "events: 1001 events, over the limit of 1000 per push".to_owned(),
+        ),
+        (
+            format!(
+                r#"{{"uids":["alice",{}],"events":[{{"data":"x"}}]}}"#,
+                uid_list(10_000)
+            ),
+            StatusCode::BAD_REQUEST,
+            "uids: 10001 uids, over the limit of 10000 per push".to_owned(),
+        ),
+        // Under axum's 2 MiB body limit, over the hub's 1 MiB per event.
+        (
+            format!(
+                r#"{{"uids":["alice"],"events":[{{"data":"{}"}}]}}"#,
+                "x".repeat((1 << 20) + 1)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "events[0].data: 1048577 bytes, over the limit of 1048576 bytes per event".to_owned(),
+        ),
+    ];
+    for (body, status, expected) in &cases {
+        assert_refused(&server, body, *status, expected).await;
+    }
+    assert_nothing_sent(&server, before, &mut [&mut alice]).await;
+
+    // Exactly at each limit is fine.
+    let at_limits = format!(
+        r#"{{"uids":["alice",{}],"events":[{{"id":"{}","event":"{}","data":"{}"}},{}]}}"#,
+        uid_list(9_999),
+        "i".repeat(256),
+        "t".repeat(64),
+        "d".repeat(1 << 20),
+        event_list(999)
+    );
+    let (status, reply) = server.push_json(&at_limits).await;
+    assert_eq!(status, StatusCode::OK, "{}", reply["msg"]);
+    let first = alice.next_event().await.unwrap();
+    assert_eq!(first.id.as_deref().map(str::len), Some(256));
+    assert_eq!(first.data.len(), 1 << 20);
+}
+
+#[tokio::test]
+async fn limits_are_set_on_the_builder() {
+    let hub = Hub::builder()
+        .max_id_len(4)
+        .max_event_type_len(3)
+        .max_events_per_push(2)
+        .max_uids_per_push(1)
+        .max_data_len(6) // "marker"
+        .build();
+    let server = TestServer::start(hub).await;
+    let mut alice = server.subscribe("alice").await;
+    let before = server.hub.stats();
+    let cases = [
+        (
+            r#"{"events":[{"id":"12345","data":"x"}]}"#,
+            StatusCode::BAD_REQUEST,
+            "events[0].id: 5 bytes, over the limit of 4",
+        ),
+        (
+            r#"{"events":[{"event":"abcd","data":"x"}]}"#,
+            StatusCode::BAD_REQUEST,
+            "events[0].event: 4 bytes, over the limit of 3",
+        ),
+        (
+            r#"{"events":[{"data":"1"},{"data":"2"},{"data":"3"}]}"#,
+            StatusCode::BAD_REQUEST,
+            "events: 3 events, over the limit of 2",
+        ),
+        (
+            r#"{"uids":["alice","bob"],"events":[{"data":"x"}]}"#,
+            StatusCode::BAD_REQUEST,
+            "uids: 2 uids, over the limit of 1",
+        ),
+        (
+            r#"{"events":[{"data":"1234567"}]}"#,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "events[0].data: 7 bytes, over the limit of 6",
+        ),
+    ];
+    for (body, status, expected) in cases {
+        assert_refused(&server, body, status, expected).await;
+    }
+    assert_nothing_sent(&server, before, &mut [&mut alice]).await;
 }
 
 #[tokio::test]

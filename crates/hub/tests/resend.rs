@@ -74,10 +74,15 @@ fn store_hub() -> Hub {
         .build()
 }
 
-/// Pushes `data` to `uids` (broadcast when empty) and returns its id.
+/// Pushes `data` to `uids` (broadcasts when empty) and returns its id.
 async fn push(hub: &Hub, uids: &[&str], data: &str) -> String {
-    let receipt = hub.push(uids, [Event::new(data)]).await.unwrap();
-    receipt.ids[0].clone()
+    let events = [Event::new(data)];
+    let receipt = if uids.is_empty() {
+        hub.broadcast(events).await
+    } else {
+        hub.push(uids, events).await
+    };
+    receipt.unwrap().ids[0].clone()
 }
 
 #[tokio::test]

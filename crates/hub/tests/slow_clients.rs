@@ -279,7 +279,11 @@ fn a_push_failing_for_thousands_of_clients_logs_one_line_and_reports_each_failur
             assert_eq!(receipt.failed, 2 * CLIENTS);
         });
     });
-    assert_eq!(failures.lock().unwrap().len(), 2 * CLIENTS, "the handler saw each");
+    assert_eq!(
+        failures.lock().unwrap().len(),
+        2 * CLIENTS,
+        "the handler saw each"
+    );
     let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = log.lines().filter(|line| line.contains("failed")).collect();
     assert_eq!(lines.len(), 1, "{log}");
