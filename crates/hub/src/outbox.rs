@@ -23,11 +23,13 @@ const KEEP_CAPACITY: usize = 32;
 
 /// What a connection may hold and what happens past it; the same for every connection of a hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// An empty outbox takes a whole push, whatever its size: every valid push reaches an idle
+/// client, and what that pins is the push itself, whose bytes all connections share.
 pub(crate) struct Rules {
     /// Events the queue holds (the waiting area holds as many more).
     pub(crate) events: usize,
-    /// Bytes the queue holds (the waiting area holds as many more). A lone event larger than
-    /// this still goes into an empty queue, so that no event is undeliverable.
+    /// Bytes the queue holds (the waiting area holds as many more).
     pub(crate) bytes: usize,
     pub(crate) policy: SlowClientPolicy,
     /// With a store and resend: a delivery the policy gives up on ends the stream instead of
@@ -137,8 +139,7 @@ impl Outbox {
     }
 
     fn has_room(&self, event: &Bytes, rules: &Rules) -> bool {
-        self.queue.is_empty()
-            || (self.queue.len() < rules.events && self.queue_bytes + event.len() <= rules.bytes)
+        self.queue.len() < rules.events && self.queue_bytes + event.len() <= rules.bytes
     }
 
     fn overflow_has_room(&self, event: &Bytes, rules: &Rules) -> bool {
@@ -272,6 +273,7 @@ impl Connection {
                 offered.closed = true;
                 return offered;
             }
+            let idle = outbox.queue.is_empty() && outbox.overflow.is_empty();
             for (index, event) in events.iter().enumerate() {
                 let seq = if first_seq == 0 {
                     0
@@ -287,7 +289,7 @@ impl Connection {
                     continue;
                 }
                 // Once anything waits, later events wait behind it so order is kept.
-                if outbox.overflow.is_empty() && outbox.has_room(event, rules) {
+                if idle || (outbox.overflow.is_empty() && outbox.has_room(event, rules)) {
                     outbox.queue_bytes += event.len();
                     outbox.queue.push_back(Queued {
                         seq,
@@ -513,18 +515,27 @@ mod tests {
     fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
         let connection = Connection::new(1, Arc::from("a"));
         let rules = rules(100, 1000, SlowClientPolicy::Disconnect);
-        let offered = connection.offer(&[event(400), event(400), event(400)], 0, &rules);
-        assert_eq!(offered.queued, 2);
-        assert_eq!(offered.failed_from, Some(2));
+        assert_eq!(connection.offer(&[event(400)], 0, &rules).queued, 1);
+        assert_eq!(connection.offer(&[event(400)], 0, &rules).queued, 1);
+        let offered = connection.offer(&[event(400)], 0, &rules);
+        assert_eq!(offered.failed_from, Some(0));
         assert!(offered.cut_off);
+
+        let connection = Connection::new(2, Arc::from("a"));
+        let rules = super::Rules { events: 2, ..rules };
+        connection.offer(&[event(1)], 0, &rules);
+        connection.offer(&[event(1)], 0, &rules);
+        assert!(connection.offer(&[event(1)], 0, &rules).cut_off);
     }
 
     #[test]
-    fn an_event_larger_than_the_budget_still_goes_into_an_empty_queue() {
+    fn an_idle_connection_takes_a_whole_push_whatever_its_size() {
         let connection = Connection::new(1, Arc::from("a"));
-        let rules = rules(100, 1000, SlowClientPolicy::Disconnect);
-        let offered = connection.offer(&[event(5000)], 0, &rules);
-        assert_eq!((offered.queued, offered.failed_from), (1, None));
+        let rules = rules(2, 1000, SlowClientPolicy::Disconnect);
+        let offered = connection.offer(&[event(5000), event(5000), event(1)], 0, &rules);
+        assert_eq!((offered.queued, offered.failed_from), (3, None));
+        // It is not idle any more: the next push finds the budget spent.
+        assert!(connection.offer(&[event(1)], 0, &rules).cut_off);
     }
 
     #[test]
@@ -534,13 +545,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries: 1,
         };
-        let offered = connection.offer(
-            &[event(600), event(600), event(600)],
-            0,
-            &rules(100, 1000, policy),
-        );
-        assert_eq!((offered.queued, offered.waiting), (1, 1));
-        assert_eq!(offered.failed_from, Some(2));
+        let rules = rules(100, 1000, policy);
+        connection.offer(&[event(600)], 0, &rules);
+        let offered = connection.offer(&[event(600), event(600), event(600)], 0, &rules);
+        assert_eq!((offered.queued, offered.waiting), (0, 1));
+        assert_eq!(offered.failed_from, Some(1));
         assert!(!offered.cut_off);
     }
 
@@ -553,10 +562,11 @@ mod tests {
         };
         let mut rules = rules(1, 1000, policy);
         rules.cut_off_on_failure = true;
-        let offered = connection.offer(&[event(10), event(20), event(30)], 0, &rules);
-        assert_eq!((offered.queued, offered.waiting), (1, 1));
+        connection.offer(&[event(10)], 0, &rules);
+        let offered = connection.offer(&[event(20), event(30)], 0, &rules);
+        assert_eq!((offered.queued, offered.waiting), (0, 1));
         assert!(offered.cut_off);
-        assert_eq!(offered.failed_from, Some(2));
+        assert_eq!(offered.failed_from, Some(1));
         assert_eq!(offered.dropped_waiting, [event(20)]);
         assert!(
             drain(&connection).is_none(),

@@ -69,8 +69,10 @@ async fn wait_policy_fails_after_its_retries_and_calls_the_handler() {
     stream.next().await; // opening comment
     fast.next().await;
 
-    // 2 fit the queue, 2 wait in the overflow, 1 fails at once.
-    let receipt = hub.push(["slow"], events(0..5)).await.unwrap();
+    // 2 fill the queue; of the next push, 2 wait in the overflow, 1 fails at once. (Pushed
+    // apart: an idle connection takes a whole push, whatever its size.)
+    hub.push(["slow"], events(0..2)).await.unwrap();
+    let receipt = hub.push(["slow"], events(2..5)).await.unwrap();
     assert_eq!(receipt.failed, 1);
     assert_eq!(
         failures.lock().unwrap().clone(),
@@ -115,7 +117,8 @@ async fn waiting_events_are_delivered_in_order_when_the_client_catches_up() {
     );
     let mut stream = hub.subscribe("slow", Default::default()).unwrap();
     stream.next().await;
-    hub.push(["slow"], events(0..4)).await.unwrap();
+    hub.push(["slow"], events(0..2)).await.unwrap();
+    hub.push(["slow"], events(2..4)).await.unwrap();
     tokio::time::sleep(timeout + Duration::from_millis(1)).await; // one wait expires
     assert_eq!(read_events(&mut stream, 4).await, ["e0", "e1", "e2", "e3"]);
     let stats = hub.stats();
@@ -137,7 +140,8 @@ async fn wait_policy_with_no_retries_fails_at_once() {
     };
     let (hub, failures) = hub_with(policy, 3);
     let _stream = hub.subscribe("slow", Default::default()).unwrap();
-    let receipt = hub.push(["slow"], events(0..5)).await.unwrap();
+    hub.push(["slow"], events(0..3)).await.unwrap();
+    let receipt = hub.push(["slow"], events(3..5)).await.unwrap();
     assert_eq!(receipt.failed, 2);
     assert_eq!(failures.lock().unwrap().len(), 2);
 }
@@ -147,7 +151,8 @@ async fn disconnect_policy_ends_the_stream_and_reports_the_rest() {
     let (hub, failures) = hub_with(SlowClientPolicy::Disconnect, 2);
     let mut stream = hub.subscribe("slow", Default::default()).unwrap();
     stream.next().await;
-    let receipt = hub.push(["slow"], events(0..4)).await.unwrap();
+    hub.push(["slow"], events(0..2)).await.unwrap();
+    let receipt = hub.push(["slow"], events(2..4)).await.unwrap();
     assert_eq!(receipt.failed, 2);
     assert_eq!(failures.lock().unwrap().len(), 2);
     // Cut off: the stream ends without the events it had not read.
@@ -275,7 +280,8 @@ fn a_push_failing_for_thousands_of_clients_logs_one_line_and_reports_each_failur
             let _streams: Vec<Subscription> = (0..CLIENTS)
                 .map(|n| hub.subscribe(&format!("u{n}"), Default::default()).unwrap())
                 .collect();
-            let receipt = hub.broadcast(events(0..3)).await.unwrap();
+            hub.broadcast(events(0..1)).await.unwrap();
+            let receipt = hub.broadcast(events(1..3)).await.unwrap();
             assert_eq!(receipt.failed, 2 * CLIENTS);
         });
     });
@@ -292,4 +298,18 @@ fn a_push_failing_for_thousands_of_clients_logs_one_line_and_reports_each_failur
         "{}",
         lines[0]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_push_larger_than_the_buffer_reaches_an_idle_client_whole() {
+    // The events-per-push limit (1,000) is above the buffer (256): a valid push must not cut
+    // off or fail every idle client.
+    let (hub, failures) = hub_with(SlowClientPolicy::Disconnect, 2);
+    let mut stream = hub.subscribe("idle", Default::default()).unwrap();
+    stream.next().await;
+    let receipt = hub.push(["idle"], events(0..10)).await.unwrap();
+    assert_eq!((receipt.connections, receipt.failed), (1, 0));
+    let expected: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+    assert_eq!(read_events(&mut stream, 10).await, expected);
+    assert!(failures.lock().unwrap().is_empty());
 }
