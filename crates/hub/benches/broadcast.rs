@@ -70,7 +70,8 @@ fn main() {
         .connection_buffer(1024)
         .heartbeat(None)
         .workers(1)
-        .build();
+        .build()
+        .unwrap();
     let server = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -96,16 +96,18 @@ fn main() {
     println!("pushers | no store | memory store | redb store | redb / memory");
     for pushers in pusher_counts {
         let rates = runtime.block_on(async {
-            let plain = Hub::builder().heartbeat(None).build();
+            let plain = Hub::builder().heartbeat(None).build().unwrap();
             let memory = Hub::builder()
                 .heartbeat(None)
                 .store(MemoryStore::new(1_000_000))
-                .build();
+                .build()
+                .unwrap();
             let dir = base.join(format!("ssehub-bench-{}", ulid::Ulid::generate()));
             let redb = Hub::builder()
                 .heartbeat(None)
                 .store(RedbStore::open(&dir, Retention::events(1_000_000)).unwrap())
-                .build();
+                .build()
+                .unwrap();
             let rates = [
                 measure(plain, pushers, seconds).await,
                 measure(memory, pushers, seconds).await,

@@ -68,7 +68,7 @@ async fn main() -> std::io::Result<()> {
     {
         builder = builder.batch_delay(Some(Duration::from_millis(ms)));
     }
-    let hub = builder.build();
+    let hub = builder.build().map_err(std::io::Error::other)?;
     let server = Server::builder(hub.clone(), demo_auth)
         .events_path("/events")
         // Open to anyone who can reach the port: fine for a demo on localhost, not beyond.

@@ -101,7 +101,7 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Builds a [`Hub`]. Every option has a default; `Hub::builder().build()` equals `Hub::new()`.
+/// Builds a [`Hub`]. Every option has a default; `Hub::builder().build().unwrap()` equals `Hub::new()`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -114,7 +114,7 @@ impl fmt::Debug for Config {
 ///     .client_retry(Duration::from_secs(3))
 ///     .slow_client(SlowClientPolicy::Disconnect)
 ///     .on_push_failed(|uid, event| tracing::warn!(uid, id = ?event.id, "push failed"))
-///     .build();
+///     .build().unwrap();
 /// # }
 /// ```
 #[derive(Debug, Default)]
@@ -128,7 +128,7 @@ impl HubBuilder {
     /// (the seed's `WithChanBufferSize`). Default [`DEFAULT_CONNECTION_BUFFER`]; at least 1.
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build();
+    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build().unwrap();
     /// ```
     pub fn connection_buffer(mut self, events: usize) -> Self {
         self.config.connection_buffer = events.max(1);
@@ -142,7 +142,7 @@ impl HubBuilder {
     /// still goes into an empty queue. Default [`DEFAULT_MAX_QUEUED_BYTES`]; at least 1.
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().max_queued_bytes(256 * 1024).build();
+    /// let hub = ssehub_hub::Hub::builder().max_queued_bytes(256 * 1024).build().unwrap();
     /// ```
     pub fn max_queued_bytes(mut self, bytes: usize) -> Self {
         self.config.max_queued_bytes = bytes.max(1);
@@ -154,7 +154,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .slow_client(ssehub_hub::SlowClientPolicy::Disconnect)
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn slow_client(mut self, policy: SlowClientPolicy) -> Self {
         self.config.slow_client = policy;
@@ -165,7 +165,7 @@ impl HubBuilder {
     /// of CPUs. Broadcasts to fewer than a few thousand connections run on the pushing task.
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().workers(4).build();
+    /// let hub = ssehub_hub::Hub::builder().workers(4).build().unwrap();
     /// ```
     pub fn workers(mut self, workers: usize) -> Self {
         self.config.workers = workers.max(1);
@@ -179,7 +179,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .heartbeat(Some(std::time::Duration::from_secs(10)))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
         self.config.heartbeat = interval.filter(|interval| !interval.is_zero());
@@ -192,7 +192,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .client_retry(std::time::Duration::from_millis(1500))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn client_retry(mut self, retry: Duration) -> Self {
         self.config.client_retry = Some(retry);
@@ -206,7 +206,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .close_timeout(std::time::Duration::from_secs(1))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.config.close_timeout = timeout;
@@ -222,7 +222,7 @@ impl HubBuilder {
     ///
     /// let hub = ssehub_hub::Hub::builder()
     ///     .stream_header(HeaderName::from_static("x-served-by"), HeaderValue::from_static("hub-1"))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn stream_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.config.stream_headers.insert(name, value);
@@ -236,7 +236,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .on_push_failed(|uid, event| eprintln!("push to {uid} failed: {:?}", event.id))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn on_push_failed<F>(mut self, handler: F) -> Self
     where
@@ -256,7 +256,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .store(ssehub_hub::store::MemoryStore::new(10_000))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn store(mut self, store: impl Store) -> Self {
         self.config.store = Some(Arc::new(store));
@@ -274,7 +274,7 @@ impl HubBuilder {
     /// let hub = ssehub_hub::Hub::builder()
     ///     .store(ssehub_hub::store::MemoryStore::new(10_000))
     ///     .resend(true)
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn resend(mut self, enabled: bool) -> Self {
         self.config.resend = enabled;
@@ -292,7 +292,7 @@ impl HubBuilder {
     /// let hub = ssehub_hub::Hub::builder()
     ///     .store(ssehub_hub::store::MemoryStore::new(1_000))
     ///     .store_timeout(std::time::Duration::from_secs(2))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.config.store_timeout = timeout;
@@ -303,7 +303,7 @@ impl HubBuilder {
     /// [`DEFAULT_RESEND_PAGE_SIZE`]; at least 1.
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().resend_page_size(64).build();
+    /// let hub = ssehub_hub::Hub::builder().resend_page_size(64).build().unwrap();
     /// ```
     pub fn resend_page_size(mut self, events: usize) -> Self {
         self.config.resend_page_size = events.max(1);
@@ -322,7 +322,7 @@ impl HubBuilder {
     /// ```
     /// let hub = ssehub_hub::Hub::builder()
     ///     .batch_delay(Some(std::time::Duration::from_millis(5)))
-    ///     .build();
+    ///     .build().unwrap();
     /// ```
     pub fn batch_delay(mut self, delay: Option<Duration>) -> Self {
         self.config.batch_delay = delay.filter(|delay| !delay.is_zero());
@@ -341,7 +341,7 @@ impl HubBuilder {
     /// use ssehub_hub::{Event, Hub, PushError, PushField};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = Hub::builder().max_id_len(8).build();
+    /// let hub = Hub::builder().max_id_len(8).build().unwrap();
     /// let err = hub.broadcast([Event::new("x").with_id("123456789")]).await.unwrap_err();
     /// assert!(matches!(err, PushError::LimitExceeded { field: PushField::Id(0), limit: 8, actual: 9 }));
     /// # }
@@ -359,7 +359,7 @@ impl HubBuilder {
     /// use ssehub_hub::{Event, Hub};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = Hub::builder().max_event_type_len(5).build();
+    /// let hub = Hub::builder().max_event_type_len(5).build().unwrap();
     /// let err = hub.broadcast([Event::new("x").with_event("too-long")]).await.unwrap_err();
     /// assert!(err.to_string().starts_with("events[0].event: 8 bytes, over the limit of 5"));
     /// # }
@@ -378,7 +378,7 @@ impl HubBuilder {
     /// use ssehub_hub::{Event, Hub};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = Hub::builder().max_events_per_push(2).build();
+    /// let hub = Hub::builder().max_events_per_push(2).build().unwrap();
     /// assert!(hub.broadcast([Event::new("1"), Event::new("2")]).await.is_ok());
     /// assert!(hub.broadcast([Event::new("1"), Event::new("2"), Event::new("3")]).await.is_err());
     /// # }
@@ -397,7 +397,7 @@ impl HubBuilder {
     /// use ssehub_hub::{Event, Hub};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = Hub::builder().max_uids_per_push(2).build();
+    /// let hub = Hub::builder().max_uids_per_push(2).build().unwrap();
     /// let err = hub.push(["a", "b", "c"], [Event::new("x")]).await.unwrap_err();
     /// assert!(err.to_string().starts_with("uids: 3 uids, over the limit of 2 per push"));
     /// # }
@@ -415,7 +415,7 @@ impl HubBuilder {
     /// use ssehub_hub::{Event, Hub, PushError};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = Hub::builder().max_data_len(4).build();
+    /// let hub = Hub::builder().max_data_len(4).build().unwrap();
     /// let err = hub.broadcast([Event::new("12345")]).await.unwrap_err();
     /// assert!(matches!(err, PushError::TooLarge { limit: 4, actual: 5, .. }));
     /// # }
@@ -434,7 +434,7 @@ impl HubBuilder {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let hub = ssehub_hub::Hub::builder().allow_reserved_event_types_over_http(true).build();
+    /// let hub = ssehub_hub::Hub::builder().allow_reserved_event_types_over_http(true).build().unwrap();
     /// # #[cfg(feature = "axum")] {
     /// let body = br#"{"events":[{"event":"close","data":"maintenance"}]}"#;
     /// assert_eq!(ssehub_hub::axum::push_response(&hub, body).await.status(), 200);
@@ -446,13 +446,50 @@ impl HubBuilder {
         self
     }
 
-    /// Builds the hub.
+    /// Builds the hub, checking that the options make sense together.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`]: [`resend`](HubBuilder::resend) without a [`store`](HubBuilder::store)
+    /// (there would be nothing to resend from).
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().build();
+    /// let hub = ssehub_hub::Hub::builder().build().unwrap();
     /// assert_eq!(hub.online_clients_num(), 0);
+    ///
+    /// let error = ssehub_hub::Hub::builder().resend(true).build().unwrap_err();
+    /// assert_eq!(error, ssehub_hub::BuildError::ResendWithoutStore);
     /// ```
-    pub fn build(self) -> Hub {
-        Hub::from_config(self.config)
+    pub fn build(self) -> Result<Hub, BuildError> {
+        if self.config.resend && self.config.store.is_none() {
+            return Err(BuildError::ResendWithoutStore);
+        }
+        Ok(Hub::from_config(self.config))
     }
 }
+
+/// Why [`HubBuilder::build`] refused its options.
+///
+/// ```
+/// let error = ssehub_hub::Hub::builder().resend(true).build().unwrap_err();
+/// assert!(error.to_string().contains("store"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `resend(true)` without a store: clients would never get what they missed.
+    ResendWithoutStore,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ResendWithoutStore => f.write_str(
+                "resend is on but the hub has no store to resend from: add .store(..) \
+                 (MemoryStore, RedbStore, ...) or leave resend off",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}

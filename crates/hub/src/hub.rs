@@ -119,13 +119,13 @@ impl Hub {
     /// let hub = ssehub_hub::Hub::new();
     /// ```
     pub fn new() -> Self {
-        Self::builder().build()
+        Self::from_config(crate::config::Config::default())
     }
 
     /// Starts building a hub with options.
     ///
     /// ```
-    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build();
+    /// let hub = ssehub_hub::Hub::builder().connection_buffer(64).build().unwrap();
     /// ```
     pub fn builder() -> HubBuilder {
         HubBuilder::default()

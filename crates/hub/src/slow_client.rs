@@ -14,7 +14,7 @@ use std::time::Duration;
 /// assert_eq!(seed_like, SlowClientPolicy::Wait { timeout: Duration::from_secs(5), retries: 3 });
 ///
 /// // Cut the client off; it reconnects and, with a store, catches up from history.
-/// let hub = Hub::builder().slow_client(SlowClientPolicy::Disconnect).build();
+/// let hub = Hub::builder().slow_client(SlowClientPolicy::Disconnect).build().unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

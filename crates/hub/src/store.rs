@@ -9,7 +9,7 @@
 //! let hub = Hub::builder()
 //!     .store(MemoryStore::new(10_000))
 //!     .resend(true)
-//!     .build();
+//!     .build().unwrap();
 //! ```
 
 pub use ssehub_store::*;

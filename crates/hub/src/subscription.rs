@@ -355,7 +355,8 @@ mod tests {
     fn subscribing_needs_no_runtime_and_serving_starts_the_heartbeat() {
         let hub = Hub::builder()
             .heartbeat(Some(std::time::Duration::from_millis(10)))
-            .build();
+            .build()
+            .unwrap();
         let mut stream = hub.subscribe("alice", Default::default()).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -378,7 +379,8 @@ mod tests {
         let hub = Hub::builder()
             .heartbeat(None)
             .batch_delay(Some(Duration::from_millis(5)))
-            .build();
+            .build()
+            .unwrap();
         let mut stream = hub.subscribe("alice", Default::default()).unwrap();
         assert_eq!(stream.next().await.unwrap(), ":ok\n");
 

@@ -62,7 +62,7 @@ fn after_a_burst_a_connection_costs_what_it_cost_idle() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let hub = Hub::builder().heartbeat(None).build();
+        let hub = Hub::builder().heartbeat(None).build().unwrap();
         let mut streams: Vec<Subscription> = (0..CONNECTIONS)
             .map(|n| hub.subscribe(&format!("u{n}"), Default::default()).unwrap())
             .collect();

@@ -44,7 +44,8 @@ async fn chaos_hub_process() {
         .store(store)
         .resend(true)
         .client_retry(Duration::from_millis(20))
-        .build();
+        .build()
+        .unwrap();
     // Served the way the example server serves: the lean stream path, the push API behind it.
     let server = Server::builder(hub.clone(), |_| Ok("reader".to_owned()))
         .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))

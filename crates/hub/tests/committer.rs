@@ -58,7 +58,8 @@ async fn a_reused_id_is_refused_and_sends_nothing() {
     let hub = Hub::builder()
         .store(MemoryStore::new(1_000))
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut stream = hub.subscribe("alice", Default::default()).unwrap();
     assert_eq!(stream.next().await.unwrap(), ":ok\n");
     hub.broadcast([Event::new("first").with_id("a")])
@@ -110,7 +111,10 @@ async fn a_reused_id_is_refused_and_sends_nothing() {
 
 #[tokio::test]
 async fn a_reused_id_over_http_is_a_409() {
-    let hub = Hub::builder().store(MemoryStore::new(1_000)).build();
+    let hub = Hub::builder()
+        .store(MemoryStore::new(1_000))
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let body = r#"{"events":[{"id":"order-42","data":"paid"}]}"#;
     let (status, _) = server.push_json(body).await;
@@ -133,7 +137,8 @@ async fn a_store_that_hangs_fails_the_push_after_the_store_timeout_and_the_hub_k
         .store(Arc::clone(&store))
         .store_timeout(Duration::from_secs(2))
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut stream = hub.subscribe("alice", Default::default()).unwrap();
     assert_eq!(stream.next().await.unwrap(), ":ok\n");
     store.hang.store(true, Ordering::SeqCst);
@@ -163,7 +168,8 @@ async fn close_returns_within_its_timeout_while_a_push_waits_for_the_store() {
         .store(Arc::clone(&store))
         .store_timeout(Duration::from_secs(3600))
         .close_timeout(Duration::from_secs(1))
-        .build();
+        .build()
+        .unwrap();
     let _stream = hub.subscribe("alice", Default::default()).unwrap();
     let pushing = tokio::spawn({
         let hub = hub.clone();
@@ -186,7 +192,8 @@ async fn a_panicking_store_fails_its_batch_and_the_next_push_works() {
     let hub = Hub::builder()
         .store(Arc::clone(&store))
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut stream = hub.subscribe("alice", Default::default()).unwrap();
     assert_eq!(stream.next().await.unwrap(), ":ok\n");
     store.panic_once.store(true, Ordering::SeqCst);
@@ -212,7 +219,7 @@ fn the_committer_outlives_the_runtime_of_the_first_push() {
         .build()
         .unwrap();
     // Built on `main`: the committer will live there.
-    let hub = main.block_on(async { Hub::builder().store(MemoryStore::new(100)).build() });
+    let hub = main.block_on(async { Hub::builder().store(MemoryStore::new(100)).build().unwrap() });
     // The first push comes from a runtime that is gone right after.
     let short_lived = tokio::runtime::Builder::new_current_thread()
         .enable_all()

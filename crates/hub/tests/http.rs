@@ -56,7 +56,8 @@ async fn stream_response_headers() {
             http::HeaderName::from_static("x-served-by"),
             http::HeaderValue::from_static("node-1"),
         )
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let stream = server.subscribe("alice").await;
     assert_eq!(stream.status, StatusCode::OK);
@@ -271,7 +272,8 @@ async fn reserved_event_types_are_refused_over_http() {
 async fn reserved_event_types_pass_when_the_hub_allows_them() {
     let hub = Hub::builder()
         .allow_reserved_event_types_over_http(true)
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let mut alice = server.subscribe("alice").await;
     let (status, reply) = server
@@ -373,7 +375,8 @@ async fn limits_are_set_on_the_builder() {
         .max_events_per_push(2)
         .max_uids_per_push(1)
         .max_data_len(6) // "marker"
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let mut alice = server.subscribe("alice").await;
     let before = server.hub.stats();
@@ -480,7 +483,8 @@ async fn heartbeat_comment_after_each_idle_interval_and_retry_at_connect() {
     let hub = Hub::builder()
         .heartbeat(Some(Duration::from_millis(50)))
         .client_retry(Duration::from_millis(1500))
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let mut stream = server.subscribe("alice").await;
     let mut frames = Vec::new();

@@ -39,7 +39,8 @@ async fn readers_that_pause_while_large_events_are_broadcast_keep_the_server_bou
     let hub = Hub::builder()
         .heartbeat(None)
         .close_timeout(Duration::from_secs(60))
-        .build();
+        .build()
+        .unwrap();
     let server = Server::builder(hub.clone(), |parts: &http::request::Parts| {
         Ok::<_, http::StatusCode>(parts.uri.query().unwrap_or("anonymous").to_owned())
     })

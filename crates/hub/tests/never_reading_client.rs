@@ -54,7 +54,8 @@ async fn never_reading_client_stays_bounded_then_fails_and_is_reported() {
             assert_eq!(uid, "stalled");
             counted.fetch_add(1, Ordering::Relaxed);
         })
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let _socket = connect_and_stall(&server, "stalled").await;
     let mut reader = server.subscribe("reader").await;
@@ -115,7 +116,8 @@ async fn disconnect_policy_cuts_a_never_reading_client_off() {
         .connection_buffer(8)
         .slow_client(SlowClientPolicy::Disconnect)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let mut socket = connect_and_stall(&server, "stalled").await;
     let hub = server.hub.clone();

@@ -115,7 +115,8 @@ async fn a_refused_push_is_not_saved_so_never_resent() {
         .store(MemoryStore::new(1_000))
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub).await;
     let first = server
         .hub

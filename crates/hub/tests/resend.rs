@@ -72,6 +72,7 @@ fn store_hub() -> Hub {
         .resend(true)
         .heartbeat(None)
         .build()
+        .unwrap()
 }
 
 /// Pushes `data` to `uids` (broadcasts when empty) and returns its id.
@@ -141,7 +142,8 @@ async fn an_unknown_or_expired_id_gets_a_gap_event_then_live_events() {
         .store(MemoryStore::new(3))
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let oldest = push(&hub, &[], "0").await;
     for i in 1..5 {
         push(&hub, &[], &i.to_string()).await;
@@ -164,7 +166,8 @@ async fn resend_keeps_only_the_asked_event_type_and_pages_through_long_histories
         .resend(true)
         .resend_page_size(3)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let start = push(&hub, &[], "start").await;
     for i in 0..40 {
         let event_type = if i % 2 == 0 { "order" } else { "chat" };
@@ -227,7 +230,8 @@ async fn pushes_during_a_replay_arrive_once_and_in_order() {
         .resend_page_size(7)
         .heartbeat(None)
         .connection_buffer(100_000)
-        .build();
+        .build()
+        .unwrap();
     let mut ids = Vec::new();
     for n in 0..200u32 {
         ids.push(push(&hub, &[], &n.to_string()).await);
@@ -312,7 +316,8 @@ async fn an_event_saved_before_a_replay_and_delivered_after_it_arrives_once() {
         .store(Arc::clone(&store))
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let first = push(&hub, &[], "1").await;
 
     // Push 2 is saved, then held before delivery.
@@ -346,7 +351,8 @@ async fn a_slow_client_cut_off_catches_up_on_reconnect_without_loss() {
         .slow_client(SlowClientPolicy::Disconnect)
         .connection_buffer(4)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
     for n in 0..3 {
         push(&hub, &["alice"], &n.to_string()).await;
@@ -402,7 +408,8 @@ async fn a_failing_store_refuses_the_push_and_sends_nothing() {
         .store(BrokenStore)
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start(hub.clone()).await;
     let mut alice = server.subscribe("alice").await;
 
@@ -432,7 +439,11 @@ async fn a_failing_store_refuses_the_push_and_sends_nothing() {
     assert_eq!(next.event_type(), "close");
 
     // A failing read ends a resuming stream, so the client retries later with the same id.
-    let hub = Hub::builder().store(BrokenStore).resend(true).build();
+    let hub = Hub::builder()
+        .store(BrokenStore)
+        .resend(true)
+        .build()
+        .unwrap();
     let mut resuming = Reader::resume(&hub, "alice", "some-id");
     assert!(resuming.next_event().await.is_none());
 }
@@ -459,7 +470,8 @@ async fn without_resend_a_last_event_id_changes_nothing() {
     let hub = Hub::builder()
         .store(MemoryStore::new(100))
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let first = push(&hub, &["alice"], "one").await;
     push(&hub, &["alice"], "two").await;
     let mut client = Reader::resume(&hub, "alice", &first);
@@ -473,7 +485,7 @@ async fn numbering_continues_after_a_restart_on_the_same_store() {
         std::env::temp_dir().join(format!("ssehub-resend-restart-{}", ulid::Ulid::generate()));
     let open = || ssehub_hub::store::RedbStore::open(&dir, Retention::events(1_000)).unwrap();
     let first = {
-        let hub = Hub::builder().store(open()).resend(true).build();
+        let hub = Hub::builder().store(open()).resend(true).build().unwrap();
         let first = push(&hub, &["alice"], "before-1").await;
         push(&hub, &["alice"], "before-2").await;
         hub.close().await;
@@ -493,7 +505,8 @@ async fn numbering_continues_after_a_restart_on_the_same_store() {
         .store(store)
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     push(&hub, &["alice"], "after").await;
     let mut client = Reader::resume(&hub, "alice", &first);
     assert_eq!(client.next_data(2).await, ["before-2", "after"]);
@@ -520,7 +533,8 @@ async fn with_a_store_a_client_past_the_waiting_area_is_cut_off_never_left_with_
         .resend(true)
         .connection_buffer(4)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
     let first = push(&hub, &["alice"], "0").await;
     assert_eq!(slow.next_data(1).await, ["0"]);
@@ -551,7 +565,8 @@ async fn with_a_store_a_client_whose_waits_run_out_is_cut_off_and_catches_up() {
             retries: 2,
         })
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut slow = Reader::open(&hub, "alice", SubscribeOptions::default());
     let first = push(&hub, &["alice"], "0").await;
     assert_eq!(slow.next_data(1).await, ["0"]);
@@ -610,7 +625,8 @@ async fn a_live_event_of_another_type_pushed_during_a_filtered_replay_is_not_los
         .store(Arc::clone(&store))
         .resend(true)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let order = |data: &str| Event::new(data).with_event("order");
     let first = hub.broadcast([order("o1")]).await.unwrap().ids[0].clone();
 
@@ -657,7 +673,8 @@ async fn assigned_ids_increase_in_the_order_events_are_delivered() {
         .connection_buffer(100_000)
         .max_queued_bytes(usize::MAX)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut reader = Reader::open(&hub, "alice", SubscribeOptions::default());
     let pushers: Vec<_> = (0..8)
         .map(|_| {

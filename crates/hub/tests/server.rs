@@ -192,7 +192,8 @@ async fn stream_response_head_is_exact_and_unframed() {
             HeaderName::from_static("access-control-allow-origin"),
             HeaderValue::from_static("*"),
         )
-        .build();
+        .build()
+        .unwrap();
     let server = Lean::start(hub).await;
     let mut raw = server.connect().await;
     raw.send("GET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -266,7 +267,8 @@ async fn last_event_id_header_and_query_reach_the_hub() {
     let hub = Hub::builder()
         .store(MemoryStore::new(100))
         .resend(true)
-        .build();
+        .build()
+        .unwrap();
     let server = Lean::start(hub).await;
     for id in ["1", "2", "3"] {
         server
@@ -385,7 +387,8 @@ async fn the_write_timeout_drops_a_client_that_never_reads() {
             timeout: Duration::from_secs(3600),
             retries: 1,
         })
-        .build();
+        .build()
+        .unwrap();
     let server = Lean::start_with(hub, |builder| {
         builder.write_timeout(Duration::from_millis(300))
     })
@@ -499,7 +502,8 @@ async fn disconnect_policy_ends_a_never_reading_clients_stream() {
         .connection_buffer(8)
         .slow_client(ssehub_hub::SlowClientPolicy::Disconnect)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let lean = Lean::start(hub.clone()).await;
     let mut client = lean.subscribe("uid=stalled").await;
     common::push_until_cut_off(&hub, "stalled").await;

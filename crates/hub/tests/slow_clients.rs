@@ -50,7 +50,8 @@ fn hub_with(policy: SlowClientPolicy, buffer: usize) -> (Hub, Failures) {
                 .unwrap_or_default();
             record.lock().unwrap().push((uid.to_owned(), id));
         })
-        .build();
+        .build()
+        .unwrap();
     (hub, failures)
 }
 
@@ -166,7 +167,7 @@ async fn disconnect_policy_ends_the_stream_and_reports_the_rest() {
 
 #[tokio::test]
 async fn broadcast_to_many_connections_over_workers_reaches_each_once_in_order() {
-    let hub = Hub::builder().workers(4).heartbeat(None).build();
+    let hub = Hub::builder().workers(4).heartbeat(None).build().unwrap();
     let mut streams: Vec<Subscription> = (0..9000)
         .map(|i| {
             hub.subscribe(&format!("user-{}", i % 3000), Default::default())
@@ -196,7 +197,8 @@ async fn concurrent_pushers_and_subscribers_lose_nothing_and_keep_order() {
     let hub = Hub::builder()
         .connection_buffer(PUSHERS * PER_PUSHER)
         .heartbeat(None)
-        .build();
+        .build()
+        .unwrap();
     let mut readers = Vec::new();
     for i in 0..16 {
         let mut stream = hub
