@@ -1,26 +1,44 @@
 //! The embedded persistent store: one directory on disk, crash-safe, no server (redb).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant, SystemTime};
 
-use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use bytes::Bytes;
-use ssehub_wire::{Event, Utf8Bytes};
+use ::redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
 
 use ssehub_store::{ListQuery, Page, Recipients, Record, Store, async_trait};
 pub use ssehub_store::{Retention, StoreError};
 
-/// `seq` → the record, encoded by [`encode`].
+mod format;
+
+use format::Uids;
+
+/// `seq` → the record (see the `format` module).
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Event id → `seq` of the newest record with that id (for `Last-Event-ID` lookups).
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
-/// `last_seq` → the highest `seq` ever saved (kept when retention empties `events`).
+/// The seq of the first record that used a recipient set → the set. Consecutive records with
+/// the same recipients share one set, so the records that refer to a set are one run of seqs.
+const SETS: TableDefinition<u64, &[u8]> = TableDefinition::new("recipients");
+/// The store's own numbers, below.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The highest `seq` ever saved (kept when retention empties `events`).
 const LAST_SEQ: &str = "last_seq";
+/// The format of the file (absent in format 1).
+const FORMAT: &str = "format";
+/// The bytes held, as `Retention::max_bytes` counts them: every record's and set's value length.
+const BYTES: &str = "bytes";
 
 /// The file inside the store's directory.
 const FILE_NAME: &str = "events.redb";
+
+/// How often, at most, a save compacts the file unless told otherwise.
+const COMPACT_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// Scheduled compaction is not worth it for less than this.
+const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
 /// Keeps history in a directory on disk with [redb](https://docs.rs/redb): survives restarts
 /// and crashes (a save returns once its transaction is synced to disk), needs no server.
@@ -29,12 +47,30 @@ const FILE_NAME: &str = "events.redb";
 /// the next, so one disk sync serves many pushes and persistence does not cap push throughput.
 /// Only one process can open a directory at a time.
 ///
+/// - **Recipients are stored once per push**: consecutive records with the same recipients
+///   (the hub gives every event of a push the same set) share one stored set.
+/// - **Retention** (count, age, bytes) drops the oldest records on every save; for
+///   [`Retention::max_bytes`] a record counts its encoded length and each recipient set its own
+///   once. The total is kept in the file, not recounted.
+/// - **Compaction**: redb reuses the space of dropped records but does not give it back to the
+///   file system. A save compacts the file (see [`RedbStore::compact`]) when
+///   [`RedbStore::compact_interval`] (default 1 hour) has passed since the last compaction, at
+///   least as many bytes were dropped since then as are kept (and 1 MiB), and the file is over
+///   twice the bytes kept (plus 1 MiB). Compaction holds up every other call meanwhile.
+/// - **A damaged record** (one that cannot be decoded) does not stop the store: listing skips it
+///   (counted in [`RedbStore::report`]), [`Store::seq_of`] treats an id whose record's header is
+///   unreadable as unknown, and retention drops it without decoding it once it is the oldest
+///   (at once if even its header is unreadable).
+///
+/// The file has a format version: a file from an older build (format 1, recipients in every
+/// record) is migrated on open, in one transaction; a newer format is refused.
+///
 /// ```
 /// use ssehub_store_redb::{RedbStore, Retention};
 ///
 /// # fn main() -> Result<(), ssehub_store_redb::StoreError> {
 /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-{}", std::process::id()));
-/// let store = RedbStore::open(&dir, Retention::events(1_000_000))?;
+/// let store = RedbStore::open(&dir, Retention::events(1_000_000).max_bytes(1 << 30))?;
 /// // Hub::builder().store(store).resend(true).build()
 /// # drop(store); std::fs::remove_dir_all(&dir).ok();
 /// # Ok(()) }
@@ -46,18 +82,61 @@ pub struct RedbStore {
 
 #[derive(Debug)]
 struct Inner {
-    db: Database,
+    /// Every transaction runs under the read lock; compaction, which needs no transaction in
+    /// progress, under the write lock.
+    db: RwLock<Database>,
     retention: Retention,
     path: PathBuf,
+    compaction: Mutex<Compaction>,
+    report: Mutex<Report>,
+}
+
+/// When the file was last compacted, and what retention dropped since.
+#[derive(Debug)]
+struct Compaction {
+    interval: Option<Duration>,
+    last: Instant,
+    dropped: u64,
+}
+
+/// What went wrong in a [`RedbStore`] without failing a call: damaged records skipped, failed
+/// scheduled compactions.
+///
+/// ```
+/// use ssehub_store_redb::{RedbStore, Retention};
+/// # let dir = std::env::temp_dir().join(format!("ssehub-doc-report-{}", std::process::id()));
+/// let store = RedbStore::open(&dir, Retention::events(10)).unwrap();
+/// let report = store.report();
+/// assert_eq!(report.corrupt_skipped, 0);
+/// assert!(report.last_corrupt.is_none() && report.compaction_error.is_none());
+/// # drop(store); std::fs::remove_dir_all(&dir).ok();
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// How many times a listing skipped a record it could not decode (the same record counts
+    /// once per listing that passes it, until retention drops it).
+    pub corrupt_skipped: u64,
+    /// The last such record's error ([`StoreError::Corrupt`], with its seq and what is wrong).
+    pub last_corrupt: Option<StoreError>,
+    /// Compactions done, scheduled or asked for.
+    pub compactions: u64,
+    /// The last scheduled compaction's error, if it failed (the save it followed had succeeded).
+    pub compaction_error: Option<StoreError>,
 }
 
 impl RedbStore {
     /// Opens the store in `dir` (created if missing), keeping what `retention` says.
     ///
+    /// A file written before the format had a version (format 1) is migrated to this build's
+    /// format (2) in one transaction: it is readable by this build only afterwards. Records
+    /// it cannot decode are dropped in the migration.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Backend`] naming the path if the directory cannot be created, the file is
-    /// not a store, or another process has it open.
+    /// not a store, another process has it open, or it is in a format newer than this build
+    /// reads (the message gives both versions).
     ///
     /// ```
     /// use ssehub_store_redb::{RedbStore, Retention};
@@ -74,23 +153,102 @@ impl RedbStore {
         std::fs::create_dir_all(dir)
             .map_err(|error| fail("cannot create the directory of", &error))?;
         let db = Database::create(&path).map_err(|error| fail("cannot open", &error))?;
-        // Create the tables now, so that reads before the first save find them.
         let txn = db
             .begin_write()
             .map_err(|error| fail("cannot write to", &error))?;
         {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let found = meta.get(FORMAT).map_err(backend)?.map(|v| v.value());
+            match found {
+                Some(format::VERSION) => {}
+                // No version: format 1, or a new file (migrating an empty file is just this).
+                None | Some(1) => {
+                    migrate_from_v1(&txn, &mut meta).map_err(|error| match error {
+                        StoreError::Backend(error) => fail("cannot migrate", &error),
+                        other => other,
+                    })?;
+                }
+                Some(found) => {
+                    return Err(StoreError::backend(format!(
+                        "{} is in store format {found}, which this build does not read (it reads \
+                         format {} and migrates format 1): open it with the newer ssehub that \
+                         wrote it, or move the file away to start an empty history",
+                        path.display(),
+                        format::VERSION
+                    )));
+                }
+            }
+            // Create the tables now, so that reads before the first save find them.
             txn.open_table(EVENTS).map_err(backend)?;
             txn.open_table(IDS).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
+            txn.open_table(SETS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                db: RwLock::new(db),
                 retention,
                 path,
+                compaction: Mutex::new(Compaction {
+                    interval: Some(COMPACT_INTERVAL),
+                    last: Instant::now(),
+                    dropped: 0,
+                }),
+                report: Mutex::new(Report::default()),
             }),
         })
+    }
+
+    /// How often, at most, a save compacts the file (`None`: never; [`RedbStore::compact`]
+    /// still does). Default: 1 hour. See [`RedbStore`] for the other conditions.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ssehub_store_redb::{RedbStore, Retention};
+    /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-interval-{}", std::process::id()));
+    /// let store = RedbStore::open(&dir, Retention::events(1_000))
+    ///     .unwrap()
+    ///     .compact_interval(Some(Duration::from_secs(24 * 60 * 60)));
+    /// # drop(store); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    #[must_use]
+    pub fn compact_interval(self, interval: Option<Duration>) -> Self {
+        lock(&self.inner.compaction).interval = interval;
+        self
+    }
+
+    /// Compacts the file now, giving the space of dropped records back to the file system;
+    /// `true` if anything moved. Every other call on the store waits meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] naming the file if redb cannot compact it.
+    ///
+    /// ```
+    /// use ssehub_store_redb::{RedbStore, Retention};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-compact-{}", std::process::id()));
+    /// let store = RedbStore::open(&dir, Retention::events(1_000)).unwrap();
+    /// store.compact().await.unwrap();
+    /// assert_eq!(store.report().compactions, 1);
+    /// # drop(store); std::fs::remove_dir_all(&dir).ok();
+    /// # }
+    /// ```
+    pub async fn compact(&self) -> Result<bool, StoreError> {
+        self.blocking(Inner::compact).await
+    }
+
+    /// What went wrong without failing a call: see [`Report`].
+    ///
+    /// ```
+    /// use ssehub_store_redb::{RedbStore, Retention};
+    /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-report2-{}", std::process::id()));
+    /// let store = RedbStore::open(&dir, Retention::events(10)).unwrap();
+    /// assert_eq!(store.report().corrupt_skipped, 0);
+    /// # drop(store); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    pub fn report(&self) -> Report {
+        lock(&self.inner.report).clone()
     }
 
     /// The database file.
@@ -119,60 +277,172 @@ impl RedbStore {
     }
 }
 
+/// The tables a save writes.
+struct Tables<'txn> {
+    events: Table<'txn, u64, &'static [u8]>,
+    ids: Table<'txn, &'static str, u64>,
+    sets: Table<'txn, u64, &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            events: txn.open_table(EVENTS).map_err(backend)?,
+            ids: txn.open_table(IDS).map_err(backend)?,
+            sets: txn.open_table(SETS).map_err(backend)?,
+        })
+    }
+}
+
 impl Inner {
-    fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
-        {
-            let mut events = txn.open_table(EVENTS).map_err(backend)?;
-            let mut ids = txn.open_table(IDS).map_err(backend)?;
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            let mut buf = Vec::new();
-            let mut last_seq = meta
-                .get(LAST_SEQ)
-                .map_err(backend)?
-                .map_or(0, |v| v.value());
-            for record in records {
-                buf.clear();
-                encode(record, &mut buf);
-                events.insert(record.seq, buf.as_slice()).map_err(backend)?;
-                ids.insert(record.id(), record.seq).map_err(backend)?;
-                last_seq = last_seq.max(record.seq);
-            }
-            meta.insert(LAST_SEQ, last_seq).map_err(backend)?;
-            self.retain(&mut events, &mut ids, SystemTime::now())?;
-        }
-        txn.commit().map_err(backend)
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        // The database holds no state of ours that a panic could leave half-updated.
+        self.db.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Drops the oldest records beyond the retention, and their ids.
+    fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        let (dropped, kept) = {
+            let db = self.db();
+            let txn = db.begin_write().map_err(backend)?;
+            let totals = {
+                let mut tables = Tables::open(&txn)?;
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let get = |key| -> Result<u64, StoreError> {
+                    Ok(meta.get(key).map_err(backend)?.map_or(0, |v| v.value()))
+                };
+                let (mut last_seq, mut bytes) = (get(LAST_SEQ)?, get(BYTES)?);
+                let mut buf = Vec::new();
+                // The set the previous record used, while consecutive records share it.
+                let mut shared: Option<(&Uids, u64)> = None;
+                for record in records {
+                    let set = match &record.recipients {
+                        Recipients::All => {
+                            shared = None;
+                            None
+                        }
+                        Recipients::Uids(uids) => match shared {
+                            Some((previous, key))
+                                if Arc::ptr_eq(previous, uids) || previous == uids =>
+                            {
+                                Some(key)
+                            }
+                            _ => {
+                                buf.clear();
+                                format::encode_set(uids, &mut buf);
+                                bytes += buf.len() as u64;
+                                let old = tables.sets.insert(record.seq, buf.as_slice());
+                                if let Some(old) = old.map_err(backend)? {
+                                    bytes = bytes.saturating_sub(old.value().len() as u64);
+                                }
+                                shared = Some((uids, record.seq));
+                                Some(record.seq)
+                            }
+                        },
+                    };
+                    buf.clear();
+                    format::encode(record, set, &mut buf);
+                    bytes += buf.len() as u64;
+                    let old = tables.events.insert(record.seq, buf.as_slice());
+                    if let Some(old) = old.map_err(backend)? {
+                        bytes = bytes.saturating_sub(old.value().len() as u64);
+                    }
+                    tables
+                        .ids
+                        .insert(record.id(), record.seq)
+                        .map_err(backend)?;
+                    last_seq = last_seq.max(record.seq);
+                }
+                let dropped = self.retain(&mut tables, &mut bytes, SystemTime::now())?;
+                meta.insert(LAST_SEQ, last_seq).map_err(backend)?;
+                meta.insert(BYTES, bytes).map_err(backend)?;
+                (dropped, bytes)
+            };
+            txn.commit().map_err(backend)?;
+            totals
+        };
+        self.compact_if_due(dropped, kept);
+        Ok(())
+    }
+
+    /// Drops the oldest records beyond the retention, their ids and the recipient sets no record
+    /// refers to any more; returns the bytes dropped. Reads only each record's header (and id),
+    /// and drops a record whose header cannot be read.
     fn retain(
         &self,
-        events: &mut ::redb::Table<'_, u64, &[u8]>,
-        ids: &mut ::redb::Table<'_, &str, u64>,
+        tables: &mut Tables<'_>,
+        bytes: &mut u64,
         now: SystemTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let retention = &self.retention;
+        let before = *bytes;
+        // A damaged record was dropped: sets may be left that no adjacent record named.
+        let mut sweep = false;
         loop {
-            let over = events.len().map_err(backend)? > self.retention.max_events;
-            let oldest = match events.first().map_err(backend)? {
-                Some((seq, bytes)) => decode(seq.value(), bytes.value())?,
-                None => return Ok(()),
+            let count = tables.events.len().map_err(backend)?;
+            let Some(Oldest {
+                seq,
+                size,
+                header,
+                id,
+            }) = first(&tables.events, true)?
+            else {
+                break;
             };
-            let (seq, record) = (oldest.seq, oldest);
-            if !over && !self.retention.expired(record.saved_at, now) {
-                return Ok(());
+            let over = count > retention.max_events || (count > 1 && retention.over_bytes(*bytes));
+            let drop = over
+                || header
+                    .as_ref()
+                    .is_none_or(|header| retention.expired(header.saved_at, now));
+            if !drop {
+                break;
             }
-            events.remove(seq).map_err(backend)?;
-            let newest_with_id = ids.get(record.id()).map_err(backend)?.map(|v| v.value());
-            if newest_with_id == Some(seq) {
-                ids.remove(record.id()).map_err(backend)?;
+            tables.events.remove(seq).map_err(backend)?;
+            *bytes = bytes.saturating_sub(size);
+            if let Some(id) = id {
+                let newest_with_id = tables.ids.get(id.as_str()).map_err(backend)?;
+                if newest_with_id.map(|v| v.value()) == Some(seq) {
+                    tables.ids.remove(id.as_str()).map_err(backend)?;
+                }
+            }
+            let Some(header) = header else {
+                sweep = true;
+                continue;
+            };
+            let Some(set) = header.set else {
+                continue;
+            };
+            // The records of a set are one run: the set goes with the run's last record.
+            match first(&tables.events, false)?.map(|next| next.header) {
+                Some(Some(next)) if next.set == Some(set) => {}
+                // Cannot tell: keep the set, sweep below.
+                Some(None) => sweep = true,
+                _ => *bytes = bytes.saturating_sub(remove_set(&mut tables.sets, set)?),
             }
         }
+        if sweep {
+            // Every set below the oldest record's seq is dropped, but the one it refers to.
+            let (oldest, keep) = match first(&tables.events, false)? {
+                Some(oldest) => (oldest.seq, oldest.header.and_then(|header| header.set)),
+                None => (u64::MAX, None),
+            };
+            let orphans = tables
+                .sets
+                .extract_from_if(..oldest, |key, _| Some(key) != keep)
+                .map_err(backend)?;
+            for orphan in orphans {
+                let (_, set) = orphan.map_err(backend)?;
+                *bytes = bytes.saturating_sub(set.value().len() as u64);
+            }
+        }
+        Ok(before.saturating_sub(*bytes))
     }
 
     /// The `seq` of the newest record with `id`, if it is still kept: records past their age
-    /// linger until the next save prunes them, so their age is checked here too.
+    /// linger until the next save prunes them, so their age is checked here too. A record whose
+    /// header cannot be read is treated as gone (the client is told history has a gap).
     fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let db = self.db();
+        let txn = db.begin_read().map_err(backend)?;
         let ids = txn.open_table(IDS).map_err(backend)?;
         let Some(seq) = ids.get(id).map_err(backend)?.map(|v| v.value()) else {
             return Ok(None);
@@ -181,33 +451,213 @@ impl Inner {
         let Some(bytes) = events.get(seq).map_err(backend)? else {
             return Ok(None);
         };
-        let record = decode(seq, bytes.value())?;
-        Ok((!self.retention.expired(record.saved_at, SystemTime::now())).then_some(seq))
+        Ok(format::header(seq, bytes.value())
+            .ok()
+            .filter(|header| !self.retention.expired(header.saved_at, SystemTime::now()))
+            .map(|_| seq))
     }
 
+    /// A page of records; a record that cannot be decoded is skipped and reported (see
+    /// [`Report`]) rather than failing every resume that passes it.
     fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let db = self.db();
+        let txn = db.begin_read().map_err(backend)?;
         let events = txn.open_table(EVENTS).map_err(backend)?;
+        let sets = txn.open_table(SETS).map_err(backend)?;
+        // Consecutive records share a set: decode it once per run.
+        let mut last_set: Option<(u64, Uids)> = None;
+        let mut load_set = |seq: u64, key: u64| -> Result<Uids, StoreError> {
+            if let Some((cached, uids)) = &last_set
+                && *cached == key
+            {
+                return Ok(Arc::clone(uids));
+            }
+            let Some(bytes) = sets.get(key).map_err(backend)? else {
+                return Err(StoreError::Corrupt {
+                    seq,
+                    reason: format!("its recipient set {key} is missing"),
+                });
+            };
+            let uids = format::decode_set(seq, key, bytes.value())?;
+            last_set = Some((key, Arc::clone(&uids)));
+            Ok(uids)
+        };
+        let mut skipped: Vec<StoreError> = Vec::new();
         let range = events
             .range(query.after.saturating_add(1)..)
             .map_err(backend)?;
-        Page::try_collect(
+        let page = Page::try_collect(
             query,
-            range.map(|entry| {
-                let (seq, bytes) = entry.map_err(backend)?;
-                decode(seq.value(), bytes.value())
+            range.filter_map(|entry| {
+                let (seq, bytes) = match entry {
+                    Ok(entry) => entry,
+                    Err(error) => return Some(Err(backend(error))),
+                };
+                let seq = seq.value();
+                match format::decode(seq, bytes.value(), |key| load_set(seq, key)) {
+                    Err(error @ StoreError::Corrupt { .. }) => {
+                        skipped.push(error);
+                        None
+                    }
+                    record => Some(record),
+                }
             }),
-        )
+        );
+        if let Some(last) = skipped.last() {
+            let mut report = lock(&self.report);
+            report.corrupt_skipped += skipped.len() as u64;
+            report.last_corrupt = Some(last.clone());
+        }
+        page
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
+        let db = self.db();
+        let txn = db.begin_read().map_err(backend)?;
         let meta = txn.open_table(META).map_err(backend)?;
         Ok(meta
             .get(LAST_SEQ)
             .map_err(backend)?
             .map_or(0, |v| v.value()))
     }
+
+    /// After a save that dropped `dropped` bytes and keeps `kept`: compacts if it is due (see
+    /// [`RedbStore`]). A failure is reported, not returned: the save itself succeeded.
+    fn compact_if_due(&self, dropped: u64, kept: u64) {
+        let due = {
+            let mut compaction = lock(&self.compaction);
+            compaction.dropped = compaction.dropped.saturating_add(dropped);
+            let waited = compaction
+                .interval
+                .is_some_and(|interval| compaction.last.elapsed() >= interval);
+            if !waited || compaction.dropped < kept.max(COMPACT_MIN_BYTES) {
+                return;
+            }
+            // Looked at: not again before another interval, whatever is decided.
+            compaction.last = Instant::now();
+            let file = std::fs::metadata(&self.path).map_or(0, |metadata| metadata.len());
+            file > kept.saturating_mul(2).saturating_add(COMPACT_MIN_BYTES)
+        };
+        if due && let Err(error) = self.compact() {
+            lock(&self.report).compaction_error = Some(error);
+        }
+    }
+
+    fn compact(&self) -> Result<bool, StoreError> {
+        let compacted = {
+            let mut db = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            db.compact().map_err(|error| {
+                StoreError::backend(format!("cannot compact {}: {error}", self.path.display()))
+            })?
+        };
+        {
+            let mut compaction = lock(&self.compaction);
+            compaction.last = Instant::now();
+            compaction.dropped = 0;
+        }
+        lock(&self.report).compactions += 1;
+        Ok(compacted)
+    }
+}
+
+/// What retention reads of the oldest record.
+struct Oldest {
+    seq: u64,
+    /// Its value's length.
+    size: u64,
+    /// `None` if it cannot be read.
+    header: Option<format::Header>,
+    /// If asked for and readable.
+    id: Option<String>,
+}
+
+/// The oldest record, without decoding it.
+fn first(
+    events: &Table<'_, u64, &'static [u8]>,
+    with_id: bool,
+) -> Result<Option<Oldest>, StoreError> {
+    let Some((seq, bytes)) = events.first().map_err(backend)? else {
+        return Ok(None);
+    };
+    let (seq, bytes) = (seq.value(), bytes.value());
+    let header = format::header(seq, bytes).ok();
+    let id = (with_id && header.is_some())
+        .then(|| format::id(seq, bytes))
+        .flatten();
+    Ok(Some(Oldest {
+        seq,
+        size: bytes.len() as u64,
+        header,
+        id,
+    }))
+}
+
+/// Removes a recipient set; returns its size (0 if it was not there).
+fn remove_set(sets: &mut Table<'_, u64, &'static [u8]>, key: u64) -> Result<u64, StoreError> {
+    let removed = sets.remove(key).map_err(backend)?;
+    Ok(removed.map_or(0, |set| set.value().len() as u64))
+}
+
+/// Rewrites every record of a format-1 file in format 2, in the open transaction: recipients
+/// move to the sets table (consecutive equal ones shared), records it cannot decode are dropped,
+/// and the bytes held are counted.
+fn migrate_from_v1(
+    txn: &WriteTransaction,
+    meta: &mut Table<'_, &'static str, u64>,
+) -> Result<(), StoreError> {
+    const CHUNK: usize = 1_024;
+    let mut tables = Tables::open(txn)?;
+    let mut bytes = 0u64;
+    let mut buf = Vec::new();
+    let mut shared: Option<(Uids, u64)> = None;
+    let mut after = 0u64;
+    loop {
+        let chunk = tables
+            .events
+            .range(after.saturating_add(1)..)
+            .map_err(backend)?
+            .take(CHUNK)
+            .map(|entry| {
+                let (seq, value) = entry.map_err(backend)?;
+                Ok((seq.value(), format::v1::decode(seq.value(), value.value())))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let Some(&(last, _)) = chunk.last() else {
+            break;
+        };
+        after = last;
+        for (seq, record) in chunk {
+            let Ok(record) = record else {
+                tables.events.remove(seq).map_err(backend)?;
+                shared = None;
+                continue;
+            };
+            let set = match &record.recipients {
+                Recipients::All => {
+                    shared = None;
+                    None
+                }
+                Recipients::Uids(uids) => match &shared {
+                    Some((previous, key)) if previous == uids => Some(*key),
+                    _ => {
+                        buf.clear();
+                        format::encode_set(uids, &mut buf);
+                        bytes += buf.len() as u64;
+                        tables.sets.insert(seq, buf.as_slice()).map_err(backend)?;
+                        shared = Some((Arc::clone(uids), seq));
+                        Some(seq)
+                    }
+                },
+            };
+            buf.clear();
+            format::encode(&record, set, &mut buf);
+            bytes += buf.len() as u64;
+            tables.events.insert(seq, buf.as_slice()).map_err(backend)?;
+        }
+    }
+    meta.insert(FORMAT, format::VERSION).map_err(backend)?;
+    meta.insert(BYTES, bytes).map_err(backend)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -232,250 +682,14 @@ impl Store for RedbStore {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Counters only: a panic cannot leave them inconsistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn backend(error: impl Into<::redb::Error>) -> StoreError {
     StoreError::backend(error.into())
 }
 
-// The record format: fixed-width numbers little-endian, strings as a u32 length and UTF-8.
-//
-//   saved_at (u64 ms since the UNIX epoch)
-//   recipients (u32 count, u32::MAX for everyone; then each uid)
-//   flags (u8: 1 id, 2 event type, 4 retry); id; event type; retry (u64 ms); data
-
-const ALL: u32 = u32::MAX;
-const HAS_ID: u8 = 1;
-const HAS_TYPE: u8 = 2;
-const HAS_RETRY: u8 = 4;
-
-fn encode(record: &Record, buf: &mut Vec<u8>) {
-    let millis = record
-        .saved_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        });
-    buf.extend_from_slice(&millis.to_le_bytes());
-    match &record.recipients {
-        Recipients::All => buf.extend_from_slice(&ALL.to_le_bytes()),
-        Recipients::Uids(uids) => {
-            put_len(buf, uids.len());
-            for uid in uids.iter() {
-                put_str(buf, uid);
-            }
-        }
-    }
-    let event = &record.event;
-    let flag = |set: bool, bit: u8| if set { bit } else { 0 };
-    let flags = flag(event.id.is_some(), HAS_ID)
-        | flag(event.event.is_some(), HAS_TYPE)
-        | flag(event.retry.is_some(), HAS_RETRY);
-    buf.push(flags);
-    if let Some(id) = &event.id {
-        put_str(buf, id);
-    }
-    if let Some(event_type) = &event.event {
-        put_str(buf, event_type);
-    }
-    if let Some(retry) = event.retry {
-        let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-        buf.extend_from_slice(&millis.to_le_bytes());
-    }
-    put_str(buf, &event.data);
-}
-
-fn put_len(buf: &mut Vec<u8>, len: usize) {
-    // Events are bounded far below 4 GiB by the push API's body limit.
-    let len = u32::try_from(len).unwrap_or(u32::MAX - 1);
-    buf.extend_from_slice(&len.to_le_bytes());
-}
-
-fn put_str(buf: &mut Vec<u8>, text: &str) {
-    put_len(buf, text.len());
-    buf.extend_from_slice(text.as_bytes());
-}
-
-fn decode(seq: u64, bytes: &[u8]) -> Result<Record, StoreError> {
-    let mut reader = Reader { seq, bytes };
-    let saved_at = UNIX_EPOCH + Duration::from_millis(reader.u64()?);
-    let recipients = match reader.u32()? {
-        ALL => Recipients::All,
-        count => {
-            let uids = (0..count)
-                .map(|_| reader.text().map(|uid| Arc::from(uid.as_str())))
-                .collect::<Result<Vec<_>, _>>()?;
-            Recipients::Uids(uids.into())
-        }
-    };
-    let flags = reader.u8()?;
-    let id = (flags & HAS_ID != 0).then(|| reader.text()).transpose()?;
-    let event_type = (flags & HAS_TYPE != 0).then(|| reader.text()).transpose()?;
-    let retry = (flags & HAS_RETRY != 0)
-        .then(|| reader.u64().map(Duration::from_millis))
-        .transpose()?;
-    let data = reader.text()?;
-    let mut event = Event::new(data);
-    event.id = id;
-    event.event = event_type;
-    event.retry = retry;
-    Ok(Record {
-        seq,
-        event,
-        recipients,
-        saved_at,
-    })
-}
-
-/// Reads the record format, naming the record in every error.
-struct Reader<'a> {
-    seq: u64,
-    bytes: &'a [u8],
-}
-
-impl Reader<'_> {
-    fn take(&mut self, len: usize) -> Result<&[u8], StoreError> {
-        if self.bytes.len() < len {
-            return Err(StoreError::Corrupt {
-                seq: self.seq,
-                reason: "the record ends early".to_owned(),
-            });
-        }
-        let (head, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, StoreError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        let mut raw = [0; 4];
-        raw.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(raw))
-    }
-
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        let mut raw = [0; 8];
-        raw.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(raw))
-    }
-
-    fn text(&mut self) -> Result<Utf8Bytes, StoreError> {
-        let len = self.u32()? as usize;
-        let seq = self.seq;
-        let raw = Bytes::copy_from_slice(self.take(len)?);
-        Utf8Bytes::try_from_bytes(raw).map_err(|error| StoreError::Corrupt {
-            seq,
-            reason: format!("a text field is not UTF-8: {error}"),
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ssehub-redb-{name}-{}-{}",
-            std::process::id(),
-            ulid::Ulid::generate()
-        ));
-        std::fs::remove_dir_all(&dir).ok();
-        dir
-    }
-
-    #[test]
-    fn records_round_trip_through_the_format() {
-        let mut full = Record::new(
-            9,
-            Event::new("line one\nline two")
-                .with_id("01ABC")
-                .with_event("order")
-                .with_retry(Duration::from_millis(1500)),
-            Recipients::uids(["bob", "alice"]),
-        );
-        full.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        let mut bare = Record::new(10, Event::new(""), Recipients::All);
-        bare.saved_at = UNIX_EPOCH;
-        for record in [full, bare] {
-            let mut buf = Vec::new();
-            encode(&record, &mut buf);
-            assert_eq!(decode(record.seq, &buf).unwrap(), record);
-            // Every truncation is an error naming the record, never a panic.
-            for len in 0..buf.len() {
-                assert!(matches!(
-                    decode(record.seq, &buf[..len]),
-                    Err(StoreError::Corrupt { seq, .. }) if seq == record.seq
-                ));
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn keeps_history_across_reopening_and_applies_retention() {
-        let dir = temp_dir("reopen");
-        {
-            let store = RedbStore::open(&dir, Retention::events(3)).unwrap();
-            let records: Vec<_> = (1..=5)
-                .map(|seq| {
-                    Record::new(
-                        seq,
-                        Event::new(format!("e{seq}")).with_id(format!("id{seq}")),
-                        Recipients::All,
-                    )
-                })
-                .collect();
-            store.save(&records[..2]).await.unwrap();
-            store.save(&records[2..]).await.unwrap();
-        }
-        let store = RedbStore::open(&dir, Retention::events(3)).unwrap();
-        assert_eq!(store.last_seq().await.unwrap(), 5);
-        assert_eq!(store.seq_of("id2").await.unwrap(), None);
-        assert_eq!(store.seq_of("id3").await.unwrap(), Some(3));
-        let page = store
-            .list_after(&ListQuery::new("anyone", 3, 10))
-            .await
-            .unwrap();
-        assert_eq!(
-            page.records
-                .iter()
-                .map(|record| record.event.data.as_str())
-                .collect::<Vec<_>>(),
-            ["e4", "e5"]
-        );
-        assert!(page.end);
-        drop(store);
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[tokio::test]
-    async fn an_id_older_than_the_max_age_is_unknown() {
-        let dir = temp_dir("age");
-        let store = RedbStore::open(
-            &dir,
-            Retention::events(100).max_age(Duration::from_secs(60)),
-        )
-        .unwrap();
-        let mut old = Record::new(1, Event::new("old").with_id("old"), Recipients::All);
-        old.saved_at = SystemTime::now() - Duration::from_secs(120);
-        let new = Record::new(2, Event::new("new").with_id("new"), Recipients::All);
-        store.save(&[old, new]).await.unwrap();
-        assert_eq!(store.seq_of("old").await.unwrap(), None);
-        assert_eq!(store.seq_of("new").await.unwrap(), Some(2));
-        drop(store);
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn a_second_process_opening_the_directory_gets_a_clear_error() {
-        let dir = temp_dir("locked");
-        let first = RedbStore::open(&dir, Retention::events(10)).unwrap();
-        let error = RedbStore::open(&dir, Retention::events(10)).unwrap_err();
-        let message = error.to_string();
-        assert!(message.contains("cannot open"), "{message}");
-        assert!(message.contains("events.redb"), "{message}");
-        drop(first);
-        std::fs::remove_dir_all(&dir).ok();
-    }
-}
+mod tests;

@@ -417,12 +417,16 @@ impl Page {
     }
 }
 
-/// How much history a store keeps: the newest `max_events`, none older than `max_age`.
+/// How much history a store keeps: the newest `max_events`, none older than `max_age`, and no
+/// more than `max_bytes` in all. A store drops its oldest records until every limit holds.
 ///
 /// ```
 /// use std::time::Duration;
-/// let retention = ssehub_store::Retention::events(100_000).max_age(Duration::from_secs(3600));
+/// let retention = ssehub_store::Retention::events(100_000)
+///     .max_age(Duration::from_secs(3600))
+///     .max_bytes(256 << 20);
 /// assert_eq!(retention.max_events, 100_000);
+/// assert_eq!(retention.max_bytes, Some(256 << 20));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -431,19 +435,23 @@ pub struct Retention {
     pub max_events: u64,
     /// Drop events older than this, if set.
     pub max_age: Option<Duration>,
+    /// Keep at most this many bytes of records, if set (see [`Retention::max_bytes`] for what
+    /// counts).
+    pub max_bytes: Option<u64>,
 }
 
 impl Retention {
-    /// Keep the newest `max_events` events, of any age.
+    /// Keep the newest `max_events` events, of any age and size.
     ///
     /// ```
     /// let retention = ssehub_store::Retention::events(10);
-    /// assert_eq!(retention.max_age, None);
+    /// assert_eq!((retention.max_age, retention.max_bytes), (None, None));
     /// ```
     pub fn events(max_events: u64) -> Self {
         Self {
             max_events: max_events.max(1),
             max_age: None,
+            max_bytes: None,
         }
     }
 
@@ -457,6 +465,54 @@ impl Retention {
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
+    }
+
+    /// Also drop the oldest events while the records kept take more than `bytes`.
+    ///
+    /// What counts is each store's measure of what it holds, documented on the store:
+    /// - `MemoryStore`: an estimate of the heap a record holds ([`MemoryStore::record_bytes`]:
+    ///   its fixed fields, its id, type and data, its entry in the id index) plus, once per
+    ///   recipient set shared by consecutive records, the set's uids
+    ///   ([`MemoryStore::recipients_bytes`]). Allocator slack is not counted.
+    /// - `RedbStore` (`ssehub-store-redb`): a record's encoded size in the file (its value in the
+    ///   events table: about 20 bytes plus its id, type and data) plus, once per recipient set
+    ///   shared by consecutive records, the set's encoded size (4 bytes plus 4 and the length of
+    ///   each uid). redb's own page overhead and the id index are not counted, so the file is
+    ///   larger than this.
+    ///
+    /// The newest event is kept even when it alone is over the limit (`max_events` is at least
+    /// 1 too).
+    ///
+    /// ```
+    /// use ssehub_store::{Event, MemoryStore, Recipients, Record, Retention, Store};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), ssehub_store::StoreError> {
+    /// let store = MemoryStore::with_retention(Retention::events(1_000_000).max_bytes(64 << 10));
+    /// let kilobyte = "x".repeat(1024);
+    /// for seq in 1..=1_000 {
+    ///     store.save(&[Record::new(seq, Event::new(kilobyte.clone()), Recipients::All)]).await?;
+    /// }
+    /// assert!(store.bytes() <= 64 << 10);
+    /// assert!(store.len() > 32 && store.len() < 64); // each record is 1 KiB of data and more
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether records holding `bytes` in all are over [`Retention::max_bytes`] (for a
+    /// backend's pruning).
+    ///
+    /// ```
+    /// let retention = ssehub_store::Retention::events(10).max_bytes(100);
+    /// assert!(retention.over_bytes(101));
+    /// assert!(!retention.over_bytes(100));
+    /// assert!(!ssehub_store::Retention::events(10).over_bytes(u64::MAX));
+    /// ```
+    pub fn over_bytes(&self, bytes: u64) -> bool {
+        self.max_bytes.is_some_and(|max| bytes > max)
     }
 
     /// Whether a record saved at `saved_at` is too old at `now` (for a backend's pruning).

@@ -1,0 +1,534 @@
+use std::time::UNIX_EPOCH;
+
+use ssehub_wire::Event;
+
+use super::*;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ssehub-redb-{name}-{}-{}",
+        std::process::id(),
+        ulid::Ulid::generate()
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+fn record(seq: u64, recipients: &Recipients) -> Record {
+    Record::new(
+        seq,
+        Event::new(format!("e{seq}")).with_id(format!("id{seq}")),
+        recipients.clone(),
+    )
+}
+
+/// The bytes the file says it holds, the bytes its records and sets really take, and how many
+/// sets it holds.
+fn totals(store: &RedbStore) -> (u64, u64, u64) {
+    let db = store.inner.db();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let events = txn.open_table(EVENTS).unwrap();
+    let sets = txn.open_table(SETS).unwrap();
+    let counted = meta.get(BYTES).unwrap().map_or(0, |v| v.value());
+    let actual = events
+        .iter()
+        .unwrap()
+        .chain(sets.iter().unwrap())
+        .map(|entry| entry.unwrap().1.value().len() as u64)
+        .sum();
+    (counted, actual, sets.len().unwrap())
+}
+
+fn meta_value(store: &RedbStore, key: &str) -> Option<u64> {
+    let db = store.inner.db();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    meta.get(key).unwrap().map(|v| v.value())
+}
+
+/// Replaces record `seq` by `bytes`, straight through redb, as damage would.
+fn overwrite(store: &RedbStore, seq: u64, bytes: &[u8]) {
+    let db = store.inner.db();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(EVENTS).unwrap().insert(seq, bytes).unwrap();
+    txn.commit().unwrap();
+}
+
+/// Every seq `uid` is resent, page by page from the start.
+async fn resent_to(store: &RedbStore, uid: &str) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .list_after(&ListQuery::new(uid, after, 3))
+            .await
+            .unwrap();
+        seqs.extend(page.records.iter().map(|record| record.seq));
+        after = page.scanned_through;
+        if page.end {
+            return seqs;
+        }
+    }
+}
+
+fn file_len(store: &RedbStore) -> u64 {
+    std::fs::metadata(store.path()).unwrap().len()
+}
+
+#[test]
+fn records_round_trip_through_both_formats() {
+    let mut full = Record::new(
+        9,
+        Event::new("line one\nline two")
+            .with_id("01ABC")
+            .with_event("order")
+            .with_retry(Duration::from_millis(1500)),
+        Recipients::uids(["bob", "alice"]),
+    );
+    full.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let mut bare = Record::new(10, Event::new(""), Recipients::All);
+    bare.saved_at = UNIX_EPOCH;
+    for (record, set) in [(full, Some(9)), (bare, None)] {
+        let uids = match &record.recipients {
+            Recipients::Uids(uids) => Some(Arc::clone(uids)),
+            Recipients::All => None,
+        };
+        let load = |key| {
+            assert_eq!(Some(key), set);
+            Ok(uids.clone().unwrap())
+        };
+        let mut buf = Vec::new();
+        format::encode(&record, set, &mut buf);
+        assert_eq!(format::decode(record.seq, &buf, load).unwrap(), record);
+        let header = format::header(record.seq, &buf).unwrap();
+        assert_eq!((header.saved_at, header.set), (record.saved_at, set));
+        assert_eq!(
+            format::id(record.seq, &buf).as_deref(),
+            record.event.id.as_deref()
+        );
+        // Every truncation is an error naming the record, never a panic.
+        for len in 0..buf.len() {
+            assert!(matches!(
+                format::decode(record.seq, &buf[..len], load),
+                Err(StoreError::Corrupt { seq, .. }) if seq == record.seq
+            ));
+        }
+        let mut v1 = Vec::new();
+        format::v1::encode(&record, &mut v1);
+        assert_eq!(format::v1::decode(record.seq, &v1).unwrap(), record);
+        for len in 0..v1.len() {
+            assert!(format::v1::decode(record.seq, &v1[..len]).is_err());
+        }
+    }
+    let uids: Uids = vec!["alice".into(), "bob".into()].into();
+    let mut buf = Vec::new();
+    format::encode_set(&uids, &mut buf);
+    assert_eq!(format::decode_set(1, 1, &buf).unwrap(), uids);
+    // A damaged count is an error, not a huge allocation.
+    buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(format::decode_set(1, 1, &buf).is_err());
+}
+
+#[tokio::test]
+async fn keeps_history_across_reopening_and_applies_retention() {
+    let dir = temp_dir("reopen");
+    {
+        let store = RedbStore::open(&dir, Retention::events(3)).unwrap();
+        let records: Vec<_> = (1..=5).map(|seq| record(seq, &Recipients::All)).collect();
+        store.save(&records[..2]).await.unwrap();
+        store.save(&records[2..]).await.unwrap();
+    }
+    let store = RedbStore::open(&dir, Retention::events(3)).unwrap();
+    assert_eq!(store.last_seq().await.unwrap(), 5);
+    assert_eq!(store.seq_of("id2").await.unwrap(), None);
+    assert_eq!(store.seq_of("id3").await.unwrap(), Some(3));
+    let page = store
+        .list_after(&ListQuery::new("anyone", 3, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.records
+            .iter()
+            .map(|record| record.event.data.as_str())
+            .collect::<Vec<_>>(),
+        ["e4", "e5"]
+    );
+    assert!(page.end);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn an_id_older_than_the_max_age_is_unknown() {
+    let dir = temp_dir("age");
+    let store = RedbStore::open(
+        &dir,
+        Retention::events(100).max_age(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let mut old = Record::new(1, Event::new("old").with_id("old"), Recipients::All);
+    old.saved_at = SystemTime::now() - Duration::from_secs(120);
+    let new = Record::new(2, Event::new("new").with_id("new"), Recipients::All);
+    store.save(&[old, new]).await.unwrap();
+    assert_eq!(store.seq_of("old").await.unwrap(), None);
+    assert_eq!(store.seq_of("new").await.unwrap(), Some(2));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_second_process_opening_the_directory_gets_a_clear_error() {
+    let dir = temp_dir("locked");
+    let first = RedbStore::open(&dir, Retention::events(10)).unwrap();
+    let error = RedbStore::open(&dir, Retention::events(10)).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("cannot open"), "{message}");
+    assert!(message.contains("events.redb"), "{message}");
+    drop(first);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_file_in_a_newer_format_is_refused_naming_the_file_and_both_versions() {
+    let dir = temp_dir("newer");
+    let store = RedbStore::open(&dir, Retention::events(10)).unwrap();
+    assert_eq!(meta_value(&store, FORMAT), Some(format::VERSION));
+    let path = store.path().to_owned();
+    drop(store);
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(FORMAT, 3).unwrap();
+        txn.commit().unwrap();
+    }
+    let message = RedbStore::open(&dir, Retention::events(10))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("store format 3"), "{message}");
+    assert!(message.contains("reads format 2"), "{message}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_format_1_file_is_migrated_in_place_on_open() {
+    let dir = temp_dir("v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let both = || Recipients::uids(["alice", "bob"]); // equal sets, apart, as decoding gives
+    let mut records = [
+        record(1, &both()),
+        record(2, &both()),
+        record(3, &both()),
+        record(4, &Recipients::All),
+        record(5, &Recipients::uids(["carol"])),
+        record(6, &Recipients::uids(["carol"])),
+    ];
+    for record in &mut records {
+        record.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + record.seq);
+    }
+    {
+        // The file as builds before the format version wrote it.
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn.open_table(EVENTS).unwrap();
+            let mut ids = txn.open_table(IDS).unwrap();
+            let mut buf = Vec::new();
+            for record in &records {
+                buf.clear();
+                format::v1::encode(record, &mut buf);
+                if record.seq == 6 {
+                    buf.truncate(buf.len() - 1); // one damaged record
+                }
+                events.insert(record.seq, buf.as_slice()).unwrap();
+                ids.insert(record.id(), record.seq).unwrap();
+            }
+            txn.open_table(META).unwrap().insert(LAST_SEQ, 6).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    assert_eq!(meta_value(&store, FORMAT), Some(2));
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!(counted, actual);
+    assert_eq!(sets, 2, "1-3 share one set, 5 has its own");
+    assert_eq!(resent_to(&store, "alice").await, [1, 2, 3, 4]);
+    assert_eq!(resent_to(&store, "carol").await, [4, 5]);
+    assert_eq!(store.seq_of("id3").await.unwrap(), Some(3));
+    assert_eq!(
+        store.seq_of("id6").await.unwrap(),
+        None,
+        "dropped as damaged"
+    );
+    assert_eq!(store.last_seq().await.unwrap(), 6);
+    let listed = store
+        .list_after(&ListQuery::new("bob", 0, 10))
+        .await
+        .unwrap();
+    assert_eq!(listed.records[..3], records[..3]);
+    // Saved to in format 2, it opens as format 2: no second migration.
+    store.save(&[record(7, &both())]).await.unwrap();
+    drop(store);
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    assert_eq!(resent_to(&store, "alice").await, [1, 2, 3, 4, 7]);
+    assert_eq!(store.report().corrupt_skipped, 0);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn one_push_to_100_000_uids_stores_the_uids_once() {
+    let dir = temp_dir("fanout");
+    let store = RedbStore::open(&dir, Retention::events(1_000)).unwrap();
+    let uids: Vec<String> = (0..100_000).map(|n| format!("user-{n:06}")).collect();
+    let set = Recipients::uids(&uids);
+    // One copy in the file: a count, then each uid's length and its 11 bytes.
+    let one_copy = 4 + 100_000 * (4 + 11);
+    store.save(&[record(1, &Recipients::All)]).await.unwrap();
+    let before = file_len(&store);
+    let push: Vec<_> = (2..=101).map(|seq| record(seq, &set)).collect();
+    store.save(&push).await.unwrap();
+    let grown = file_len(&store) - before;
+    // 100 copies would be 150 MB. redb grows the file in steps (here one of 4 MiB), so the
+    // bound is three copies: 4.5 MB.
+    assert!(grown <= 3 * one_copy, "the file grew by {grown} bytes");
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 1));
+    assert!(counted < one_copy + 101 * 64, "{counted} bytes counted");
+    // Resend still filters on the set.
+    assert_eq!(
+        resent_to(&store, "user-050000").await,
+        (1..=101).collect::<Vec<_>>()
+    );
+    assert_eq!(resent_to(&store, "user-099999").await.len(), 101);
+    assert_eq!(resent_to(&store, "user-100000").await, [1]);
+    assert_eq!(resent_to(&store, "stranger").await, [1]);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn retention_drops_a_recipient_set_with_the_last_record_that_refers_to_it() {
+    let dir = temp_dir("sets");
+    let store = RedbStore::open(&dir, Retention::events(4)).unwrap();
+    let a = Recipients::uids(["alice"]);
+    let b = Recipients::uids(["bob"]);
+    let batch = [
+        record(1, &a),
+        record(2, &a),
+        record(3, &Recipients::uids(["alice"])), // equal to 1-2's set: shared too
+        record(4, &Recipients::All),
+        record(5, &b),
+        record(6, &b),
+    ];
+    store.save(&batch).await.unwrap();
+    // 1 and 2 are dropped; 3 still refers to their set.
+    assert_eq!(totals(&store).2, 2);
+    assert_eq!(resent_to(&store, "alice").await, [3, 4]);
+    store.save(&[record(7, &a)]).await.unwrap();
+    // 3 went, and with it the first set; 7 has a set of its own (a broadcast came between).
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 2));
+    assert_eq!(resent_to(&store, "alice").await, [4, 7]);
+    assert_eq!(resent_to(&store, "bob").await, [4, 5, 6]);
+    store
+        .save(&[record(8, &Recipients::All), record(9, &Recipients::All)])
+        .await
+        .unwrap();
+    // 4 and 5 went; 6 keeps bob's set.
+    assert_eq!(totals(&store).2, 2);
+    assert_eq!(resent_to(&store, "bob").await, [6, 8, 9]);
+    store
+        .save(&[record(10, &Recipients::All), record(11, &Recipients::All)])
+        .await
+        .unwrap();
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 0));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn max_bytes_bounds_the_store_and_its_running_total_survives_reopening() {
+    let dir = temp_dir("bytes");
+    let retention = Retention::events(1_000_000).max_bytes(20_000);
+    {
+        let store = RedbStore::open(&dir, retention).unwrap();
+        for batch in 0..20u64 {
+            let records: Vec<_> = (1..=10)
+                .map(|n| {
+                    let seq = batch * 10 + n;
+                    let recipients = match seq % 3 {
+                        0 => Recipients::All,
+                        _ => Recipients::uids([format!("user{}", batch % 4)]),
+                    };
+                    let data = "d".repeat(500);
+                    Record::new(
+                        seq,
+                        Event::new(data).with_id(format!("id{seq}")),
+                        recipients,
+                    )
+                })
+                .collect();
+            store.save(&records).await.unwrap();
+            let (counted, actual, _) = totals(&store);
+            assert_eq!(counted, actual);
+            assert!(counted <= 20_000, "{counted} bytes after batch {batch}");
+        }
+    }
+    let store = RedbStore::open(&dir, retention).unwrap();
+    let (counted, actual, _) = totals(&store);
+    assert_eq!(counted, actual);
+    assert!(
+        counted > 20_000 - 600,
+        "{counted}: no more dropped than needed"
+    );
+    let kept = resent_to(&store, "user3").await;
+    assert!(kept[0] > 150 && kept.ends_with(&[199, 200]), "{kept:?}");
+    assert_eq!(store.seq_of("id100").await.unwrap(), None);
+    assert_eq!(store.seq_of("id200").await.unwrap(), Some(200));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Fills a store in `dir` with about 8 MB, then reopens it keeping 10 records, with compaction
+/// every `interval`.
+async fn shrunk_store(dir: &Path, interval: Option<Duration>) -> (RedbStore, u64) {
+    {
+        let store = RedbStore::open(dir, Retention::events(100_000)).unwrap();
+        let data = "x".repeat(4_000);
+        for batch in 0..20u64 {
+            let records: Vec<_> = (1..=100)
+                .map(|n| {
+                    let seq = batch * 100 + n;
+                    Record::new(seq, Event::new(data.clone()), Recipients::All)
+                })
+                .collect();
+            store.save(&records).await.unwrap();
+        }
+    }
+    let store = RedbStore::open(dir, Retention::events(10))
+        .unwrap()
+        .compact_interval(interval);
+    let full = file_len(&store);
+    assert!(full > 8_000_000, "{full}");
+    store
+        .save(&[record(2_001, &Recipients::All)])
+        .await
+        .unwrap();
+    (store, full)
+}
+
+#[tokio::test]
+async fn compacting_after_dropping_most_records_shrinks_the_file() {
+    let dir = temp_dir("compact");
+    let (store, full) = shrunk_store(&dir, None).await;
+    assert_eq!(store.report().compactions, 0, "no schedule, no compaction");
+    assert!(
+        file_len(&store) > full / 2,
+        "dropping alone gives nothing back"
+    );
+    assert!(store.compact().await.unwrap());
+    let compacted = file_len(&store);
+    assert!(compacted < full / 4, "{full} -> {compacted} bytes");
+    assert_eq!(
+        resent_to(&store, "anyone").await,
+        (1_992..=2_001).collect::<Vec<_>>()
+    );
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_save_compacts_when_the_interval_has_passed_and_enough_was_dropped() {
+    let dir = temp_dir("scheduled");
+    let (store, full) = shrunk_store(&dir, Some(Duration::ZERO)).await;
+    let report = store.report();
+    assert_eq!((report.compactions, report.compaction_error), (1, None));
+    let compacted = file_len(&store);
+    assert!(compacted < full / 4, "{full} -> {compacted} bytes");
+    // Little dropped since: the next saves do not compact again.
+    for seq in 2_002..=2_011 {
+        store.save(&[record(seq, &Recipients::All)]).await.unwrap();
+    }
+    assert_eq!(store.report().compactions, 1);
+    drop(store);
+    let default_dir = temp_dir("unscheduled");
+    let (store, _) = shrunk_store(&default_dir, Some(COMPACT_INTERVAL)).await;
+    assert_eq!(store.report().compactions, 0, "the hour has not passed");
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&default_dir).ok();
+}
+
+#[tokio::test]
+async fn a_damaged_record_does_not_break_saves_retention_or_resend() {
+    let dir = temp_dir("damaged");
+    let store = RedbStore::open(&dir, Retention::events(6)).unwrap();
+    let alice = Recipients::uids(["alice"]);
+    store
+        .save(&[
+            record(1, &alice),
+            record(2, &alice),
+            record(3, &alice),
+            record(4, &Recipients::All),
+            record(5, &alice),
+        ])
+        .await
+        .unwrap();
+    // 2: garbage, not even a header. 4: a good header, data that is not UTF-8.
+    overwrite(&store, 2, b"\xff\xff\xff");
+    let mut four = Vec::new();
+    format::encode(&record(4, &Recipients::All), None, &mut four);
+    *four.last_mut().unwrap() = 0xff;
+    overwrite(&store, 4, &four);
+
+    // Listing skips both, reports them, and serves the rest.
+    assert_eq!(resent_to(&store, "alice").await, [1, 3, 5]);
+    let report = store.report();
+    assert_eq!(report.corrupt_skipped, 2);
+    assert!(matches!(
+        report.last_corrupt,
+        Some(StoreError::Corrupt { seq: 4, .. })
+    ));
+    // An id whose record has no readable header is unknown (a history gap); one whose header
+    // is readable resumes after it.
+    assert_eq!(store.seq_of("id2").await.unwrap(), None);
+    assert_eq!(store.seq_of("id4").await.unwrap(), Some(4));
+    let after_four = store
+        .list_after(&ListQuery::new("alice", 4, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        after_four.records,
+        [record(5, &alice)].map(|mut r| {
+            r.saved_at = after_four.records[0].saved_at;
+            r
+        })
+    );
+
+    // Saves go on; retention drops 1, then 2 without decoding it, keeping 3's set.
+    store.save(&[record(6, &alice)]).await.unwrap();
+    store.save(&[record(7, &alice)]).await.unwrap();
+    assert_eq!(resent_to(&store, "alice").await, [3, 5, 6, 7]);
+    // Sets: 1-3's (3 still refers to it), and one per save since.
+    assert_eq!(totals(&store).2, 4);
+    // Then 3 goes with its set; then 4 (by count: its header is fine).
+    store
+        .save(&[record(8, &alice), record(9, &alice)])
+        .await
+        .unwrap();
+    assert_eq!(totals(&store).2, 4, "1-3's set went, 8-9's came");
+    store.save(&[record(10, &alice)]).await.unwrap();
+    let skipped = store.report().corrupt_skipped;
+    assert_eq!(resent_to(&store, "alice").await, [5, 6, 7, 8, 9, 10]);
+    assert_eq!(
+        store.report().corrupt_skipped,
+        skipped,
+        "nothing damaged is left"
+    );
+    assert_eq!(store.seq_of("id4").await.unwrap(), None);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
