@@ -180,6 +180,9 @@ async fn commit(
             refuse(&mut batch, &error);
             continue;
         }
+        if batch.is_empty() {
+            continue; // every push reused an id: nothing to save
+        }
         let prepared = prepare(&shared, &mut batch);
         let mut records = Vec::with_capacity(prepared.iter().map(|p| p.encoded.len()).sum());
         let mut seq = first_seq;

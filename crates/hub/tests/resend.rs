@@ -273,12 +273,14 @@ async fn pushes_during_a_replay_arrive_once_and_in_order() {
 }
 
 /// A memory store that can hold one save between writing and returning, as a slow disk sync
-/// would, so that a test can resume a client in that window.
+/// would, or one listing before it reads, so that a test can act in that window.
 #[derive(Default)]
 struct GatedStore {
     inner: Option<MemoryStore>,
     armed: AtomicBool,
     saved: tokio::sync::Notify,
+    list_armed: AtomicBool,
+    listing: tokio::sync::Notify,
     release: tokio::sync::Notify,
 }
 
@@ -300,6 +302,10 @@ impl Store for GatedStore {
         self.inner.as_ref().unwrap().seq_of(id).await
     }
     async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        if self.list_armed.swap(false, Ordering::SeqCst) {
+            self.listing.notify_one();
+            self.release.notified().await;
+        }
         self.inner.as_ref().unwrap().list_after(query).await
     }
 }
@@ -585,41 +591,11 @@ async fn with_a_store_a_client_whose_waits_run_out_is_cut_off_and_catches_up() {
     assert_eq!(back.next_data(8).await, expected);
 }
 
-/// A memory store whose next `list_after` waits until released, so that a test can push live
-/// events while a replay is reading.
-#[derive(Default)]
-struct ListGatedStore {
-    inner: Option<MemoryStore>,
-    armed: AtomicBool,
-    listing: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-#[async_trait]
-impl Store for ListGatedStore {
-    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.inner.as_ref().unwrap().save(records).await
-    }
-    async fn last_seq(&self) -> Result<u64, StoreError> {
-        self.inner.as_ref().unwrap().last_seq().await
-    }
-    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.as_ref().unwrap().seq_of(id).await
-    }
-    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.listing.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.as_ref().unwrap().list_after(query).await
-    }
-}
-
 #[tokio::test]
 async fn a_live_event_of_another_type_pushed_during_a_filtered_replay_is_not_lost() {
-    let store = Arc::new(ListGatedStore {
+    let store = Arc::new(GatedStore {
         inner: Some(MemoryStore::new(100)),
-        ..ListGatedStore::default()
+        ..GatedStore::default()
     });
     let hub = Hub::builder()
         .store(Arc::clone(&store))
@@ -631,7 +607,7 @@ async fn a_live_event_of_another_type_pushed_during_a_filtered_replay_is_not_los
     let first = hub.broadcast([order("o1")]).await.unwrap().ids[0].clone();
 
     // The client resumes asking for `order` events only; its replay is held while reading...
-    store.armed.store(true, Ordering::SeqCst);
+    store.list_armed.store(true, Ordering::SeqCst);
     let listing = store.listing.notified();
     let mut client = Reader::open(
         &hub,
