@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod listen;
+mod soak;
 
 /// Server-Sent Events hub and client.
 #[derive(Debug, Parser)]
@@ -24,6 +25,10 @@ enum Command {
     /// Load-test an SSE server on this machine: connect N clients, push at a fixed rate, print
     /// one JSON line (deliveries, loss, latency percentiles, server CPU and memory).
     Bench(bench::Args),
+    /// Soak-test a hub with a store on this machine: clients that drop and resume, slow
+    /// readers, uni-cast and broadcast pushes; checks nothing is lost, repeated or misdelivered,
+    /// and samples the server's memory, descriptors and latency over time.
+    Soak(soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Listen(args) => listen::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Soak(args) => soak::run(args),
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 /// Latencies are recorded in ns from 1 µs (finer is noise here) up to one hour, with three
 /// significant digits: about 190 KB per histogram, so there is one per shard of clients, not one
 /// per client.
-fn new_histogram() -> Histogram<u64> {
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)
         .expect("hdrhistogram accepts these constant bounds")
 }

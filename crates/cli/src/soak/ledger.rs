@@ -1,0 +1,227 @@
+//! Who each push was for, whether the hub acknowledged it, and what each client received: the
+//! soak's ground truth.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// The data of a soak push: `{seq} {ts} b` for a broadcast, `{seq} {ts} u{client}` for one
+/// client, then ` x...` up to `len` bytes. Whatever else arrives is somebody else's event (the
+/// example's demo broadcast).
+pub fn event_data(seq: u64, ts_ns: u64, recipient: Recipient, len: usize) -> String {
+    let mut data = match recipient {
+        Recipient::Everyone => format!("{seq} {ts_ns} b"),
+        Recipient::Client(client) => format!("{seq} {ts_ns} u{client}"),
+    };
+    if data.len() + 1 < len {
+        data.push(' ');
+        data.extend(std::iter::repeat_n('x', len - data.len()));
+    }
+    data
+}
+
+/// Who a push is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    Everyone,
+    Client(u32),
+}
+
+/// A delivery as the client read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub seq: u64,
+    pub ts_ns: u64,
+    pub recipient: Recipient,
+}
+
+/// Parses an event's data; `None` for events that are not the soak's.
+pub fn parse_data(data: &str) -> Option<Delivery> {
+    let mut parts = data.split(' ');
+    let seq = parts.next()?.parse().ok()?;
+    let ts_ns = parts.next()?.parse().ok()?;
+    let recipient = match parts.next()? {
+        "b" => Recipient::Everyone,
+        client => Recipient::Client(client.strip_prefix('u')?.parse().ok()?),
+    };
+    let padding = parts.next();
+    (parts.next().is_none() && padding.is_none_or(|pad| pad.bytes().all(|b| b == b'x'))).then_some(
+        Delivery {
+            seq,
+            ts_ns,
+            recipient,
+        },
+    )
+}
+
+/// Planned pushes: their recipients, fixed up front from a seed, and whether each was acked.
+#[derive(Debug)]
+pub struct Ledger {
+    recipients: Box<[Recipient]>,
+    /// 0: not answered (yet), 1: acknowledged (2xx), 2: refused or failed.
+    outcome: Box<[AtomicU8]>,
+}
+
+const ACKED: u8 = 1;
+const FAILED: u8 = 2;
+
+impl Ledger {
+    /// `pushes` recipients: a broadcast with probability `broadcast_share`, else a random client.
+    pub fn plan(pushes: u64, clients: u32, broadcast_share: f64, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let recipients = (0..pushes)
+            .map(|_| {
+                if rng.unit() < broadcast_share {
+                    Recipient::Everyone
+                } else {
+                    Recipient::Client((rng.next() % u64::from(clients.max(1))) as u32)
+                }
+            })
+            .collect();
+        let outcome = (0..pushes).map(|_| AtomicU8::new(0)).collect();
+        Self {
+            recipients,
+            outcome,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.recipients.len() as u64
+    }
+
+    pub fn recipient(&self, seq: u64) -> Option<Recipient> {
+        self.recipients.get(usize::try_from(seq).ok()?).copied()
+    }
+
+    pub fn settle(&self, seq: u64, acked: bool) {
+        if let Some(outcome) = usize::try_from(seq).ok().and_then(|i| self.outcome.get(i)) {
+            outcome.store(if acked { ACKED } else { FAILED }, Ordering::Relaxed);
+        }
+    }
+
+    pub fn acked(&self, seq: u64) -> bool {
+        usize::try_from(seq)
+            .ok()
+            .and_then(|i| self.outcome.get(i))
+            .is_some_and(|outcome| outcome.load(Ordering::Relaxed) == ACKED)
+    }
+
+    /// Whether an acknowledged push `seq` was for `client`.
+    pub fn owed_to(&self, seq: u64, client: u32) -> bool {
+        self.acked(seq)
+            && self
+                .recipient(seq)
+                .is_some_and(|r| r == Recipient::Everyone || r == Recipient::Client(client))
+    }
+}
+
+/// Which pushes one client has received, one bit each.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    bits: Vec<u64>,
+}
+
+impl Seen {
+    pub fn new(pushes: u64) -> Self {
+        Self {
+            bits: vec![0; usize::try_from(pushes.div_ceil(64)).unwrap_or(0)],
+        }
+    }
+
+    /// Marks `seq`; `false` if it was already marked (a duplicate) or out of range.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        let Some(word) = usize::try_from(seq / 64)
+            .ok()
+            .and_then(|i| self.bits.get_mut(i))
+        else {
+            return false;
+        };
+        let bit = 1 << (seq % 64);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        usize::try_from(seq / 64)
+            .ok()
+            .and_then(|i| self.bits.get(i))
+            .is_some_and(|word| word & (1 << (seq % 64)) != 0)
+    }
+}
+
+/// A small deterministic generator (xorshift64*): the soak's randomness is reproducible from
+/// its seed, and needs no `rand`.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Exponentially distributed with this mean: the time to a random event.
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        -mean * (1.0 - self.unit()).ln()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_round_trips_and_strangers_are_ignored() {
+        let uni = Recipient::Client(17);
+        assert_eq!(
+            parse_data(&event_data(5, 99, uni, 0)),
+            Some(Delivery {
+                seq: 5,
+                ts_ns: 99,
+                recipient: uni
+            })
+        );
+        assert_eq!(
+            parse_data(&event_data(6, 1, Recipient::Everyone, 64)).map(|d| d.recipient),
+            Some(Recipient::Everyone)
+        );
+        assert_eq!(parse_data("hello_world_3"), None);
+        assert_eq!(parse_data("1 2 u3 extra"), None);
+        assert_eq!(event_data(6, 1, Recipient::Everyone, 64).len(), 64);
+    }
+
+    #[test]
+    fn a_push_is_owed_to_its_recipients_once_acked() {
+        let ledger = Ledger::plan(1000, 10, 0.3, 7);
+        let broadcasts = (0..1000)
+            .filter(|&seq| ledger.recipient(seq) == Some(Recipient::Everyone))
+            .count();
+        assert!((200..400).contains(&broadcasts), "{broadcasts}");
+        let seq = (0..1000)
+            .find(|&seq| ledger.recipient(seq) == Some(Recipient::Client(3)))
+            .unwrap();
+        assert!(!ledger.owed_to(seq, 3), "not acked yet");
+        ledger.settle(seq, true);
+        assert!(ledger.owed_to(seq, 3));
+        assert!(!ledger.owed_to(seq, 4));
+    }
+
+    #[test]
+    fn seen_counts_duplicates() {
+        let mut seen = Seen::new(130);
+        assert!(seen.insert(129));
+        assert!(!seen.insert(129));
+        assert!(seen.contains(129) && !seen.contains(128));
+        assert!(!seen.insert(130), "out of range");
+    }
+}
