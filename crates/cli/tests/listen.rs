@@ -161,3 +161,30 @@ async fn broken_pipe_exits_quietly() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn streams_that_open_and_end_back_off_then_give_up() {
+    // What ssehub's hub sends first on every stream, then the end of the stream.
+    let mut server = Server::start(|_| vec![sse_head(), write(":ok\nretry: 20\n")]).await;
+    let child = listen(&["--json", "--max-retries", "3", &server.url("/events")]);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("listen kept reconnecting to streams that only opened")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("error: gave up after 3") && stderr.contains("without sending an event"),
+        "{stderr}"
+    );
+    // The server's retry: 20 is the reconnection time; each attempt in a row waits twice as long.
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        times.push(server.request().await.at);
+    }
+    for (attempt, pair) in (0..).zip(times.windows(2)) {
+        let want = std::time::Duration::from_millis(20 * 2u64.pow(attempt));
+        assert!(pair[1] - pair[0] >= want, "attempt {attempt}: {times:?}");
+    }
+}

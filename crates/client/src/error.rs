@@ -141,9 +141,11 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
-    /// The stream ended (the server closed it) and every allowed reconnection attempt ended the
-    /// same way without delivering anything. Retried until the retries run out.
-    #[error("{url} closed the stream")]
+    /// The server ended the stream without sending an event (an opening comment, heartbeats or a
+    /// `retry:` only), before it had been open as long as the longest reconnection delay. Retried
+    /// with a growing delay, as a failure, until the retries run out; this is the last error of
+    /// [`RetriesExhausted`](Error::RetriesExhausted) when every attempt ended so.
+    #[error("{url} ended the stream without sending an event")]
     Closed {
         /// The URL of the stream.
         url: String,
