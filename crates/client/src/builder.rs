@@ -257,9 +257,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Also reconnects after an HTTP error status or a response that is not an event stream (off
-    /// by default: the spec stops there, since retrying a 404 is usually pointless). A
-    /// `Retry-After` in seconds lengthens the wait before the next attempt.
+    /// Also reconnects after a status other than 200 OK, or a response that is not an event
+    /// stream (off by default: the spec "fails the connection" there and never reconnects, since
+    /// retrying a 404 is usually pointless). That covers error statuses and the other 2xx
+    /// statuses (201, 206...), which the spec fails alike; 204 No Content stops the client
+    /// either way, as it is how a server says "stop". Redirects are followed, not retried. A
+    /// `Retry-After` in seconds lengthens the wait before the next attempt; the attempts count
+    /// as failures for the backoff and [`max_retries`](Self::max_retries).
     ///
     /// ```
     /// let builder = ssehub_client::ClientBuilder::new("http://127.0.0.1:8080/events")

@@ -789,3 +789,68 @@ async fn a_connection_open_for_the_cap_resets_the_backoff() {
     );
     assert!(gaps[4] >= 2 * reconnection_time, "{gaps:?}");
 }
+
+/// A response head with `status` and an event-stream content type.
+fn sse_head_with_status(status: &str) -> Step {
+    write(format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/event-stream\r\n\r\n"
+    ))
+}
+
+#[tokio::test]
+async fn success_statuses_other_than_200_fail_the_connection() {
+    for (status, code) in [("201 Created", 201), ("206 Partial Content", 206)] {
+        let server = Server::start(move |_| {
+            vec![
+                sse_head_with_status(status),
+                write("data: not a stream to read\n\n"),
+                Step::Hold,
+            ]
+        })
+        .await;
+        let mut events = builder(&server).build_stream().unwrap();
+        let started = tokio::time::Instant::now();
+        let error = next(&mut events).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&error, Error::Http { status, body, .. } if status.as_u16() == code && body.is_empty()),
+            "{status}: {error:?}"
+        );
+        assert_eq!(error.status().map(|s| s.as_u16()), Some(code));
+        let message = error.to_string();
+        assert!(
+            message.contains(&code.to_string()) && message.contains("200 OK"),
+            "{message}"
+        );
+        // The body of an event stream that never ends is not waited for.
+        assert!(started.elapsed() < Duration::from_secs(2), "{status}");
+        // The spec's "fail the connection": no reconnection.
+        assert!(next(&mut events).await.is_none(), "{status}");
+        assert_eq!(server.accepted(), 1, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn success_statuses_other_than_200_are_retried_with_reconnect_on_http_error() {
+    let server = Server::start(|request| match request.index {
+        0 => vec![sse_head_with_status("201 Created"), write("data: no\n\n")],
+        _ => vec![sse_head(), write("data: up\n\n"), Step::Hold],
+    })
+    .await;
+    let mut events = builder(&server)
+        .reconnect_on_http_error(true)
+        .build_stream()
+        .unwrap();
+    assert_eq!(event(&mut events).await.1, "up");
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn no_content_stops_even_with_reconnect_on_http_error() {
+    let server = Server::start(|_| vec![response("204 No Content", "", "")]).await;
+    let mut events = builder(&server)
+        .reconnect_on_http_error(true)
+        .build_stream()
+        .unwrap();
+    assert!(next(&mut events).await.is_none(), "204 ends the stream");
+    assert_eq!(server.accepted(), 1);
+}
