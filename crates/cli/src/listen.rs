@@ -26,13 +26,14 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     retry: u64,
     /// Give up after this many failed reconnection attempts in a row (default: never; 0: do not
-    /// reconnect).
+    /// reconnect). A stream that ends without sending an event counts as failed.
     #[arg(long, value_name = "N")]
     max_retries: Option<u32>,
     /// Reconnect when nothing arrives for this many seconds (0: never).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     idle_timeout: u64,
-    /// Also reconnect after HTTP errors and responses that are not event streams.
+    /// Also reconnect after a status other than 200 (204 always stops) and responses that are
+    /// not event streams.
     #[arg(long)]
     reconnect_on_http_error: bool,
 }

@@ -161,3 +161,73 @@ async fn broken_pipe_exits_quietly() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn streams_that_open_and_end_back_off_then_give_up() {
+    // What ssehub's hub sends first on every stream, then the end of the stream.
+    let mut server = Server::start(|_| vec![sse_head(), write(":ok\nretry: 20\n")]).await;
+    let child = listen(&["--json", "--max-retries", "3", &server.url("/events")]);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("listen kept reconnecting to streams that only opened")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("error: gave up after 3") && stderr.contains("without sending an event"),
+        "{stderr}"
+    );
+    // The server's retry: 20 is the reconnection time; each attempt in a row waits twice as long.
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        times.push(server.request().await.at);
+    }
+    for (attempt, pair) in (0..).zip(times.windows(2)) {
+        let want = std::time::Duration::from_millis(20 * 2u64.pow(attempt));
+        assert!(pair[1] - pair[0] >= want, "attempt {attempt}: {times:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_success_status_other_than_200_exits_with_a_message() {
+    let server = Server::start(|_| {
+        vec![
+            write("HTTP/1.1 201 Created\r\nContent-Type: text/event-stream\r\n\r\n"),
+            write("data: not to be printed\n\n"),
+            Step::Hold,
+        ]
+    })
+    .await;
+    let child = listen(&["--json", &server.url("/events")]);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("listen read a 201 response as a stream")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("HTTP 201 Created") && stderr.contains("200 OK"),
+        "{stderr}"
+    );
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn no_content_exits_cleanly_even_when_reconnecting_on_http_errors() {
+    for extra in [None, Some("--reconnect-on-http-error")] {
+        let server = Server::start(|_| vec![support::response("204 No Content", "", "")]).await;
+        let url = server.url("/events");
+        let mut args = vec!["--json"];
+        args.extend(extra);
+        args.push(&url);
+        let output = tokio::time::timeout(PATIENCE, listen(&args).wait_with_output())
+            .await
+            .expect("listen did not exit on 204")
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{extra:?}: {output:?}");
+        assert!(output.stdout.is_empty());
+        assert_eq!(server.accepted(), 1);
+    }
+}

@@ -175,6 +175,10 @@ impl ClientBuilder {
     /// ([`DEFAULT_MAX_RECONNECT_DELAY`] by default). A server's `retry:` above the cap is still
     /// honoured.
     ///
+    /// The delay starts over from the reconnection time after a connection that dispatched an
+    /// event or stayed open at least this long; a stream that only opens (a comment, a `retry:`)
+    /// and ends is a failure, so clients of a server that ends every stream at once back off.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let builder = ssehub_client::ClientBuilder::new("http://127.0.0.1:8080/events")
@@ -197,8 +201,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Gives up after this many reconnection attempts in a row fail to deliver anything (default:
-    /// never). The count starts again once a connection delivers an event, comment or `retry:`.
+    /// Gives up after this many reconnection attempts in a row fail (default: never). An attempt
+    /// fails unless its connection dispatches an event or stays open at least the
+    /// [cap](Self::max_reconnect_delay): a stream that opens, sends only comments or `retry:`
+    /// (ssehub's hub opens every stream with `:ok`) and ends counts as a failure. A connection
+    /// that does make progress starts the count, and the growing delay, over.
     ///
     /// `max_retries(0)` turns reconnection off: when the server ends the stream the client stops
     /// normally, the usual wish for one-shot streams such as a `POST` to an AI completion API.
@@ -250,9 +257,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Also reconnects after an HTTP error status or a response that is not an event stream (off
-    /// by default: the spec stops there, since retrying a 404 is usually pointless). A
-    /// `Retry-After` in seconds lengthens the wait before the next attempt.
+    /// Also reconnects after a status other than 200 OK, or a response that is not an event
+    /// stream (off by default: the spec "fails the connection" there and never reconnects, since
+    /// retrying a 404 is usually pointless). That covers error statuses and the other 2xx
+    /// statuses (201, 206...), which the spec fails alike; 204 No Content stops the client
+    /// either way, as it is how a server says "stop". Redirects are followed, not retried. A
+    /// `Retry-After` in seconds lengthens the wait before the next attempt; the attempts count
+    /// as failures for the backoff and [`max_retries`](Self::max_retries).
     ///
     /// ```
     /// let builder = ssehub_client::ClientBuilder::new("http://127.0.0.1:8080/events")

@@ -160,9 +160,20 @@ pub(crate) async fn open(
             tracing::debug!(from = %url, to = %target.url, %status, "following redirect");
             continue;
         }
-        if !status.is_success() {
+        // The spec: "if res's status is not 200 ... fail the connection", so a 201 or 206 is a
+        // failure like a 404, not a stream to read (204 stops the client, above).
+        if status != StatusCode::OK {
             let retry_after = retry_after(response.headers());
-            let body = error_body(response).await;
+            // An event stream's body may never end, and it holds events, not an explanation.
+            let streaming = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(is_event_stream);
+            let body = if streaming {
+                String::new()
+            } else {
+                error_body(response).await
+            };
             return Err(Error::Http {
                 url,
                 status,

@@ -32,16 +32,42 @@ enum State {
     Read {
         body: Incoming,
         url: String,
-        delivered: bool,
+        progress: Progress,
     },
     /// The body ended: decode what complete lines remain, then end the connection.
     Drain {
         url: String,
-        delivered: bool,
+        progress: Progress,
     },
     /// Report this, then stop.
     Stopping(Result<StopReason, Error>),
     Stopped,
+}
+
+/// What an open connection has done, which decides what its end means.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    opened_at: Instant,
+    /// Anything arrived (an event, a comment, a `retry:`): the server at this URL answers with a
+    /// stream, so a redirect that led here is kept.
+    received: bool,
+    /// An event was dispatched.
+    dispatched: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            opened_at: Instant::now(),
+            received: false,
+            dispatched: false,
+        }
+    }
+
+    fn saw(&mut self, frame: &Frame) {
+        self.received = true;
+        self.dispatched |= matches!(frame, Frame::Event(_));
+    }
 }
 
 /// The stream's last event id, shared with the API that owns the engine so users can read it
@@ -77,7 +103,8 @@ pub(crate) struct Engine {
     buf: BytesMut,
     backoff: Backoff,
     target: Target,
-    /// Reconnection attempts in a row that delivered nothing.
+    /// Reconnection attempts in a row since a connection last made progress (see
+    /// [`Engine::connection_ended`]).
     attempt: u32,
     /// Whether the first connection must succeed ([`Client::connect`](crate::Client::connect)'s
     /// contract) rather than be retried.
@@ -144,11 +171,11 @@ impl Engine {
                 State::Read {
                     body,
                     url,
-                    delivered,
+                    progress,
                 } => {
                     match self.decoder.decode(&mut self.buf) {
                         Ok(Some(frame)) => {
-                            *delivered = true;
+                            progress.saw(&frame);
                             if let Some(step) = self.frame(frame) {
                                 return Some(step);
                             }
@@ -175,38 +202,38 @@ impl Engine {
                             }
                         }
                         Ok(None) => {
-                            let (url, delivered) = (std::mem::take(url), *delivered);
-                            self.state = State::Drain { url, delivered };
+                            let (url, progress) = (std::mem::take(url), *progress);
+                            self.state = State::Drain { url, progress };
                         }
                         Ok(Some(Err(err))) => {
-                            let (url, delivered) = (url.clone(), *delivered);
+                            let (url, progress) = (url.clone(), *progress);
                             let error = Error::Body {
                                 url,
                                 source: Arc::new(err),
                             };
-                            if let Some(step) = self.connection_ended(delivered, Some(error)) {
+                            if let Some(step) = self.connection_ended(Some(progress), Some(error)) {
                                 return Some(step);
                             }
                         }
                         Err(idle) => {
-                            let (url, delivered) = (url.clone(), *delivered);
+                            let (url, progress) = (url.clone(), *progress);
                             let error = Error::IdleTimeout { url, idle };
-                            if let Some(step) = self.connection_ended(delivered, Some(error)) {
+                            if let Some(step) = self.connection_ended(Some(progress), Some(error)) {
                                 return Some(step);
                             }
                         }
                     }
                 }
-                State::Drain { url, delivered } => match self.decoder.decode_eof(&mut self.buf) {
+                State::Drain { url, progress } => match self.decoder.decode_eof(&mut self.buf) {
                     Ok(Some(frame)) => {
-                        *delivered = true;
+                        progress.saw(&frame);
                         if let Some(step) = self.frame(frame) {
                             return Some(step);
                         }
                     }
                     Ok(None) => {
-                        let delivered = *delivered;
-                        if let Some(step) = self.connection_ended(delivered, None) {
+                        let progress = *progress;
+                        if let Some(step) = self.connection_ended(Some(progress), None) {
                             return Some(step);
                         }
                     }
@@ -233,7 +260,7 @@ impl Engine {
                 self.state = State::Read {
                     body,
                     url,
-                    delivered: false,
+                    progress: Progress::new(),
                 };
                 Some(Step::Open)
             }
@@ -245,7 +272,7 @@ impl Engine {
                 if self.first_must_open && !self.opened_once {
                     return Some(self.stop(Err(error)));
                 }
-                self.connection_ended(false, Some(error))
+                self.connection_ended(None, Some(error))
             }
         }
     }
@@ -271,17 +298,30 @@ impl Engine {
     }
 
     /// The connection is over, cleanly (`error` is `None`) or not: stop, or schedule the next
-    /// attempt.
-    fn connection_ended(&mut self, delivered: bool, error: Option<Error>) -> Option<Step> {
+    /// attempt. `progress` is `None` when no stream opened.
+    ///
+    /// The backoff starts over only after a connection that made progress: it dispatched an
+    /// event, or it stayed open at least the backoff's cap. Anything less (the opening comment
+    /// every ssehub stream starts with, a heartbeat, a `retry:`) does not count, or a server that
+    /// opens and then ends every stream would have its clients back every reconnection time, all
+    /// together. A connection open for the cap already spaced its attempts as far apart as the
+    /// backoff would.
+    fn connection_ended(
+        &mut self,
+        progress: Option<Progress>,
+        error: Option<Error>,
+    ) -> Option<Step> {
         // A half-read event is dropped; the last event id stays.
         self.decoder.reset();
         self.last_event_id
             .set_if_changed(self.decoder.last_event_id());
         self.buf.clear();
         let url = self.target.url.to_string();
-        if delivered {
+        let cap = self.backoff.cap();
+        if progress.is_some_and(|p| p.dispatched || p.opened_at.elapsed() >= cap) {
             self.attempt = 0;
-        } else {
+        }
+        if !progress.is_some_and(|p| p.received) {
             // A redirect target that fails is not tried forever: start over from the configured URL.
             self.target = Target::initial(&self.config);
         }

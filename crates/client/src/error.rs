@@ -66,16 +66,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// The server answered with a status that is neither 2xx nor a redirect. Not retried unless
+    /// The server answered with a status other than 200 OK, 204 No Content (which stops the
+    /// client cleanly) or a redirect: an error status, or another 2xx such as 201 or 206, which
+    /// the WHATWG spec fails just the same (only 200 opens a stream). Not retried unless
     /// [`ClientBuilder::reconnect_on_http_error`](crate::ClientBuilder::reconnect_on_http_error).
-    #[error("{url} answered HTTP {status}{}", body_suffix(.body))]
+    #[error("{url} answered HTTP {status}{}{}", success_hint(*.status), body_suffix(.body))]
     Http {
         /// The URL that answered.
         url: String,
         /// The status.
         status: StatusCode,
         /// The start of the response body (up to 1 KiB, lossily decoded), often the server's
-        /// explanation.
+        /// explanation; empty when the response is an event stream, whose body may never end.
         body: String,
         /// The server's `Retry-After`, in seconds form, when it sent one.
         retry_after: Option<Duration>,
@@ -141,9 +143,11 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
-    /// The stream ended (the server closed it) and every allowed reconnection attempt ended the
-    /// same way without delivering anything. Retried until the retries run out.
-    #[error("{url} closed the stream")]
+    /// The server ended the stream without sending an event (an opening comment, heartbeats or a
+    /// `retry:` only), before it had been open as long as the longest reconnection delay. Retried
+    /// with a growing delay, as a failure, until the retries run out; this is the last error of
+    /// [`RetriesExhausted`](Error::RetriesExhausted) when every attempt ended so.
+    #[error("{url} ended the stream without sending an event")]
     Closed {
         /// The URL of the stream.
         url: String,
@@ -167,6 +171,15 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a 2xx is an error at all, which the status alone does not say.
+fn success_hint(status: StatusCode) -> &'static str {
+    if status.is_success() {
+        " where an event stream needs 200 OK"
+    } else {
+        ""
+    }
 }
 
 fn body_suffix(body: &str) -> String {
@@ -198,7 +211,8 @@ impl Error {
         )
     }
 
-    /// The HTTP status, when the server answered with an error status.
+    /// The HTTP status, when the server answered with one that fails the connection (anything
+    /// but 200, 204 and a redirect followed).
     ///
     /// ```
     /// use http::StatusCode;

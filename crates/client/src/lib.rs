@@ -13,10 +13,14 @@
 //! - When a stream ends or breaks (end of body, network error, idle timeout), a half-read event is
 //!   dropped and the client reconnects after the reconnection time: 2 s unless configured, and a
 //!   server's `retry:` replaces it for good. Attempts that fail in a row double the wait up to a
-//!   cap (30 s), with jitter; a connection that delivers anything resets that.
+//!   cap (30 s), with jitter. The count starts over only after a connection that dispatched an
+//!   event or stayed open at least the cap: a stream that opens with a comment (as ssehub's hub
+//!   does) or a `retry:` and then ends is a failure, so clients of a server that ends every
+//!   stream at once back off instead of all coming back every 2 s.
 //! - No byte for the idle timeout (60 s by default) and the connection is taken for dead.
 //! - HTTP 204 stops the client for good, as does an event of type `close` (sent by ssehub's hub
-//!   when it shuts down; can be turned off). Other statuses, and a `Content-Type` that is not
+//!   when it shuts down; can be turned off). Any other status but 200 (an error, or another 2xx
+//!   such as 201 or 206: the spec opens a stream on 200 only), and a `Content-Type` that is not
 //!   `text/event-stream`, are errors that stop the client unless
 //!   [`ClientBuilder::reconnect_on_http_error`] is on.
 //! - Redirects are followed (10 in a row at most); later reconnections go to where they led, as

@@ -13,6 +13,9 @@ use std::time::Duration;
 /// off together do not come back together: an uncapped delay `d` becomes a random value in
 /// `[d, 1.5 d]` (never above the cap); a capped one a random value in `[0.75 cap, cap]`. A delay
 /// is never shorter than the reconnection time: the server asked for at least that.
+///
+/// The engine counts attempts in a row, and starts over only after a connection that made
+/// progress: one that dispatched an event, or stayed open at least [`cap`](Self::cap).
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     /// The spec's reconnection time.
@@ -34,11 +37,11 @@ impl Backoff {
         }
     }
 
-    /// The delay before attempt `attempt` (1 for the first attempt after a connection delivered
-    /// something or after the first connection failed).
+    /// The delay before attempt `attempt` (1 for the first attempt after a connection that made
+    /// progress, or after the first connection failed).
     pub(crate) fn delay(&mut self, attempt: u32) -> Duration {
         let base = self.reconnection_time;
-        let cap = self.max_delay.max(base);
+        let cap = self.cap();
         let doublings = attempt.saturating_sub(1).min(31);
         let grown = base.saturating_mul(1u32 << doublings).min(cap);
         if !self.jitter {
@@ -52,6 +55,12 @@ impl Backoff {
             let low = cap.mul_f64(0.75).max(base);
             low + (cap - low).mul_f64(fraction)
         }
+    }
+
+    /// The longest delay: the configured cap, or the reconnection time when a server's `retry:`
+    /// asked for more.
+    pub(crate) fn cap(&self) -> Duration {
+        self.max_delay.max(self.reconnection_time)
     }
 
     /// A uniform value in `[0, 1)` from xorshift64*.

@@ -611,3 +611,246 @@ fn bad_configuration_is_reported_by_build() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidHeader { .. }), "{err:?}");
 }
+
+/// Starts a server whose connections `0..ending` answer 200 with `opening` and end, and whose
+/// later connections send `data: up` and stay open; reads the stream until `up` (and any events
+/// in `expected` before it), then returns the delay before each reconnection, from the moment the
+/// server began closing connection `i` to the arrival of request `i + 1`. The client cannot have
+/// seen the end before the server began it, so each gap is at least the client's delay.
+async fn reconnection_gaps(
+    openings: impl Fn(usize) -> &'static str + Send + Sync + 'static,
+    ending: usize,
+    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    expected: &[&str],
+) -> Vec<Duration> {
+    let mut server = Server::start(move |request| {
+        if request.index < ending {
+            vec![sse_head(), write(openings(request.index))]
+        } else {
+            vec![sse_head(), write("data: up\n\n"), Step::Hold]
+        }
+    })
+    .await;
+    let mut events = configure(builder(&server)).build_stream().unwrap();
+    for data in expected.iter().chain(&["up"]) {
+        assert_eq!(event(&mut events).await.1, *data);
+    }
+    let mut gaps = Vec::new();
+    let _first = server.request().await;
+    for index in 0..ending {
+        let (closed, at) = server.closed().await;
+        assert_eq!(closed, index);
+        gaps.push(server.request().await.at - at);
+    }
+    gaps
+}
+
+/// The delay before attempt `attempt` in a row (from 1), as configured: the lowest value jitter
+/// may give, and the highest.
+fn delay_bounds(reconnection_time: Duration, cap: Duration, attempt: u32) -> (Duration, Duration) {
+    let grown = reconnection_time * 2u32.pow(attempt - 1);
+    if grown < cap {
+        (grown, grown.mul_f64(1.5).min(cap))
+    } else {
+        (cap.mul_f64(0.75), cap)
+    }
+}
+
+/// How late a reconnection may be on a loaded machine (the client noticing the end, connecting).
+const SCHEDULING_SLACK: Duration = Duration::from_millis(150);
+
+#[tokio::test]
+async fn streams_that_open_and_end_back_off_up_to_the_cap() {
+    // ssehub's hub opens every stream with a comment; a hub that then ends each stream at once
+    // must see its clients back off, not come back every reconnection time.
+    let (reconnection_time, cap) = (20 * MS, 200 * MS);
+    let gaps = reconnection_gaps(
+        |_| ":ok\n",
+        7,
+        |builder| {
+            builder
+                .reconnection_time(reconnection_time)
+                .max_reconnect_delay(cap)
+                .jitter(true)
+        },
+        &[],
+    )
+    .await;
+    for (attempt, gap) in (1..).zip(&gaps) {
+        let (low, high) = delay_bounds(reconnection_time, cap, attempt);
+        assert!(
+            *gap >= low,
+            "attempt {attempt} came after {gap:?}, before the {low:?} it had to wait: {gaps:?}"
+        );
+        assert!(
+            *gap <= high + SCHEDULING_SLACK,
+            "attempt {attempt} came after {gap:?}, past {high:?}: {gaps:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_retry_field_alone_does_not_reset_the_backoff() {
+    let reconnection_time = 20 * MS;
+    let gaps = reconnection_gaps(
+        |_| "retry: 20\n",
+        4,
+        |builder| {
+            builder
+                .reconnection_time(Duration::from_secs(2))
+                .max_reconnect_delay(Duration::from_secs(10))
+        },
+        &[],
+    )
+    .await;
+    // The server's retry: is the reconnection time (20 ms, not the configured 2 s), and it
+    // doubles: 20, 40, 80, 160 ms.
+    for (attempt, gap) in (1..).zip(&gaps) {
+        let want = reconnection_time * 2u32.pow(attempt - 1);
+        assert!(
+            *gap >= want,
+            "attempt {attempt}: {gap:?} < {want:?}: {gaps:?}"
+        );
+    }
+    assert!(gaps[0] < Duration::from_secs(1), "retry: ignored? {gaps:?}");
+}
+
+#[tokio::test]
+async fn a_dispatched_event_resets_the_backoff_to_the_reconnection_time() {
+    let reconnection_time = 50 * MS;
+    // Three streams with only the opening comment (50, 100, 200 ms), one with an event, then one
+    // more with only the comment.
+    let gaps = reconnection_gaps(
+        |index| match index {
+            3 => ":ok\ndata: real\n\n",
+            _ => ":ok\n",
+        },
+        5,
+        |builder| {
+            builder
+                .reconnection_time(reconnection_time)
+                .max_reconnect_delay(Duration::from_secs(10))
+        },
+        &["real"],
+    )
+    .await;
+    assert!(gaps[2] >= 4 * reconnection_time, "{gaps:?}");
+    // After the stream that dispatched an event the count starts over: 50 ms, not the 400 ms the
+    // fourth attempt in a row would wait...
+    assert!(
+        gaps[3] >= reconnection_time && gaps[3] < 8 * reconnection_time,
+        "{gaps:?}"
+    );
+    // ...and the next failure is the second in a row: 100 ms.
+    assert!(
+        gaps[4] >= 2 * reconnection_time && gaps[4] < 4 * reconnection_time,
+        "{gaps:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_open_for_the_cap_resets_the_backoff() {
+    let (reconnection_time, cap) = (50 * MS, 300 * MS);
+    let mut server = Server::start(move |request| match request.index {
+        0..=2 | 4 => vec![sse_head(), write(":ok\n")],
+        // Heartbeats only, for longer than the cap.
+        3 => {
+            let mut steps = vec![sse_head(), write(":ok\n")];
+            for _ in 0..5 {
+                steps.push(Step::Pause(cap / 3));
+                steps.push(write(":\n"));
+            }
+            steps
+        }
+        _ => vec![sse_head(), write("data: up\n\n"), Step::Hold],
+    })
+    .await;
+    let mut events = builder(&server)
+        .reconnection_time(reconnection_time)
+        .max_reconnect_delay(cap)
+        .build_stream()
+        .unwrap();
+    assert_eq!(event(&mut events).await.1, "up");
+    let mut requests = Vec::new();
+    for _ in 0..6 {
+        requests.push(server.request().await);
+    }
+    let mut gaps = Vec::new();
+    for index in 0..5 {
+        let (closed, at) = server.closed().await;
+        assert_eq!(closed, index);
+        gaps.push(requests[index + 1].at - at);
+    }
+    assert!(requests[4].at - requests[3].at >= cap, "{gaps:?}");
+    // Without the reset the fourth attempt in a row would wait the cap (300 ms).
+    assert!(
+        gaps[3] >= reconnection_time && gaps[3] < cap,
+        "a connection that lasted the cap did not reset the backoff: {gaps:?}"
+    );
+    assert!(gaps[4] >= 2 * reconnection_time, "{gaps:?}");
+}
+
+/// A response head with `status` and an event-stream content type.
+fn sse_head_with_status(status: &str) -> Step {
+    write(format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/event-stream\r\n\r\n"
+    ))
+}
+
+#[tokio::test]
+async fn success_statuses_other_than_200_fail_the_connection() {
+    for (status, code) in [("201 Created", 201), ("206 Partial Content", 206)] {
+        let server = Server::start(move |_| {
+            vec![
+                sse_head_with_status(status),
+                write("data: not a stream to read\n\n"),
+                Step::Hold,
+            ]
+        })
+        .await;
+        let mut events = builder(&server).build_stream().unwrap();
+        let started = tokio::time::Instant::now();
+        let error = next(&mut events).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&error, Error::Http { status, body, .. } if status.as_u16() == code && body.is_empty()),
+            "{status}: {error:?}"
+        );
+        assert_eq!(error.status().map(|s| s.as_u16()), Some(code));
+        let message = error.to_string();
+        assert!(
+            message.contains(&code.to_string()) && message.contains("200 OK"),
+            "{message}"
+        );
+        // The body of an event stream that never ends is not waited for.
+        assert!(started.elapsed() < Duration::from_secs(2), "{status}");
+        // The spec's "fail the connection": no reconnection.
+        assert!(next(&mut events).await.is_none(), "{status}");
+        assert_eq!(server.accepted(), 1, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn success_statuses_other_than_200_are_retried_with_reconnect_on_http_error() {
+    let server = Server::start(|request| match request.index {
+        0 => vec![sse_head_with_status("201 Created"), write("data: no\n\n")],
+        _ => vec![sse_head(), write("data: up\n\n"), Step::Hold],
+    })
+    .await;
+    let mut events = builder(&server)
+        .reconnect_on_http_error(true)
+        .build_stream()
+        .unwrap();
+    assert_eq!(event(&mut events).await.1, "up");
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn no_content_stops_even_with_reconnect_on_http_error() {
+    let server = Server::start(|_| vec![response("204 No Content", "", "")]).await;
+    let mut events = builder(&server)
+        .reconnect_on_http_error(true)
+        .build_stream()
+        .unwrap();
+    assert!(next(&mut events).await.is_none(), "204 ends the stream");
+    assert_eq!(server.accepted(), 1);
+}
