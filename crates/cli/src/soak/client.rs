@@ -55,7 +55,7 @@ pub struct Shared {
     pub slow_rate: f64,
     pub connect_timeout: Duration,
     pub counters: Counters,
-    /// Latency of this sample window, in nanoseconds.
+    /// Latency of this sample window (clients that are not slow), in nanoseconds.
     pub latency: Mutex<Histogram<u64>>,
 }
 
@@ -245,7 +245,7 @@ impl Connection {
         seen: &mut Seen,
         last_id: &mut Option<String>,
     ) -> End {
-        if self.consume(&early, shared, seen, last_id).is_err() {
+        if self.consume(&early, slow, shared, seen, last_id).is_err() {
             return End::ByServer;
         }
         let deadline = |rng: &mut Rng, mean: f64| {
@@ -273,7 +273,7 @@ impl Connection {
                 read = stream.read(&mut raw[..room]) => match read {
                     Ok(0) | Err(_) => return End::ByServer,
                     Ok(n) => {
-                        if self.consume(&raw[..n], shared, seen, last_id).is_err() {
+                        if self.consume(&raw[..n], slow, shared, seen, last_id).is_err() {
                             return End::ByServer;
                         }
                         if capped {
@@ -307,6 +307,7 @@ impl Connection {
     fn consume(
         &mut self,
         input: &[u8],
+        slow: bool,
         shared: &Shared,
         seen: &mut Seen,
         last_id: &mut Option<String>,
@@ -344,6 +345,9 @@ impl Connection {
                 count(&shared.counters.other_events);
             } else if seen.insert(delivery.seq) {
                 count(&shared.counters.received);
+                if slow {
+                    continue; // a slow reader's latency is its own doing
+                }
                 let mut latency = shared
                     .latency
                     .lock()
