@@ -83,8 +83,10 @@ fn main() {
     let app = Router::new()
         .route("/events", ssehub_hub::axum::events(hub.clone()))
         .route_layer(middleware::from_fn(uid));
-    let lean_server = Server::builder(hub.clone(), |parts| {
-        Ok(parts.uri.query().unwrap_or("u").to_owned())
+    let lean_server = Server::builder(hub.clone(), |parts: &http::request::Parts| {
+        std::future::ready(Ok::<_, http::StatusCode>(
+            parts.uri.query().unwrap_or("u").to_owned(),
+        ))
     })
     .build()
     .unwrap();

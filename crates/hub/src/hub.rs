@@ -365,6 +365,16 @@ impl Hub {
         Ok(subscription)
     }
 
+    /// What [`subscribe`](Self::subscribe) would answer, without subscribing: the lean server
+    /// answers a `HEAD` of the events path with it (a probe leaves no connection behind).
+    #[cfg(feature = "server")]
+    pub(crate) fn check_subscribe(&self, uid: &str) -> Result<(), SubscribeError> {
+        if uid.is_empty() {
+            return Err(SubscribeError::EmptyUid);
+        }
+        self.check_open()
+    }
+
     fn check_open(&self) -> Result<(), SubscribeError> {
         match self.shared.lifecycle.load(Ordering::Acquire) {
             OPEN => Ok(()),

@@ -47,10 +47,12 @@ async fn chaos_hub_process() {
         .build()
         .unwrap();
     // Served the way the example server serves: the lean stream path, the push API behind it.
-    let server = Server::builder(hub.clone(), |_| Ok("reader".to_owned()))
-        .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
-        .build()
-        .unwrap();
+    let server = Server::builder(hub.clone(), |_: &http::request::Parts| async {
+        Ok::<_, http::StatusCode>("reader".to_owned())
+    })
+    .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
+    .build()
+    .unwrap();
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("{READY}");
     server.serve(listener).await;

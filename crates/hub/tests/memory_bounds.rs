@@ -42,7 +42,8 @@ async fn readers_that_pause_while_large_events_are_broadcast_keep_the_server_bou
         .build()
         .unwrap();
     let server = Server::builder(hub.clone(), |parts: &http::request::Parts| {
-        Ok::<_, http::StatusCode>(parts.uri.query().unwrap_or("anonymous").to_owned())
+        let uid = parts.uri.query().unwrap_or("anonymous").to_owned();
+        std::future::ready(Ok::<_, http::StatusCode>(uid))
     })
     .build()
     .unwrap();

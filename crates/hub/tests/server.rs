@@ -4,14 +4,16 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{PATIENCE, eventually, within};
 use http::{HeaderName, HeaderValue, StatusCode};
-use ssehub_hub::server::{Server, ServerBuilder};
+use ssehub_hub::server::{Authenticate, Refusal, Server, ServerBuilder};
 use ssehub_hub::store::MemoryStore;
 use ssehub_hub::{CLOSE_EVENT_TYPE, Event, Hub};
 use ssehub_wire::{Decoder, Frame};
@@ -20,8 +22,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// The test's authentication: the uid is the `uid` query parameter; none is `401`, `nobody`
-/// is `403`. It also checks that the peer's address is there for it.
-fn uid_from_query(parts: &http::request::Parts) -> Result<String, StatusCode> {
+/// is `403`, `busy` a whole `429` refusal with `Retry-After` and a body, `down` a bare `503`. It
+/// also checks that the peer's address is there for it.
+fn uid_from_query(parts: &http::request::Parts) -> std::future::Ready<Result<String, Refusal>> {
     assert!(
         parts
             .extensions
@@ -32,12 +35,21 @@ fn uid_from_query(parts: &http::request::Parts) -> Result<String, StatusCode> {
     let uid = parts
         .uri
         .query()
-        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
-        .ok_or(StatusCode::UNAUTHORIZED)?;
-    match uid {
-        "nobody" => Err(StatusCode::FORBIDDEN),
-        uid => Ok(uid.to_owned()),
-    }
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")));
+    std::future::ready(match uid {
+        None => Err(StatusCode::UNAUTHORIZED.into()),
+        Some("nobody") => Err(StatusCode::FORBIDDEN.into()),
+        Some("busy") => Err(Refusal::new(StatusCode::TOO_MANY_REQUESTS)
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
+            .with_body("slow down")),
+        Some("down") => Err(StatusCode::SERVICE_UNAVAILABLE.into()),
+        Some(uid) => Ok(uid.to_owned()),
+    })
+}
+
+/// The fallback router of these tests: the push API.
+fn router(hub: &Hub) -> axum::Router {
+    axum::Router::new().route("/push", ssehub_hub::axum::push(hub.clone()))
 }
 
 /// A hub served by `Server` with the push API as the fallback, on a free port.
@@ -53,8 +65,15 @@ impl Lean {
     }
 
     async fn start_with(hub: Hub, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Self {
-        let fallback = axum::Router::new().route("/push", ssehub_hub::axum::push(hub.clone()));
-        let server = configure(Server::builder(hub.clone(), uid_from_query).fallback(fallback))
+        Self::start_with_auth(hub, uid_from_query, configure).await
+    }
+
+    async fn start_with_auth(
+        hub: Hub,
+        authenticate: impl Authenticate,
+        configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+    ) -> Self {
+        let server = configure(Server::builder(hub.clone(), authenticate).fallback(router(&hub)))
             .build()
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -233,20 +252,29 @@ async fn stream_response_head_is_exact_and_unframed() {
 async fn refused_streams_get_the_status_and_the_connection_closes() {
     let server = Lean::start(Hub::new()).await;
     for (request, status) in [
-        ("GET /events HTTP/1.1\r\n\r\n", "401 Unauthorized"),
-        ("GET /events?uid=nobody HTTP/1.1\r\n\r\n", "403 Forbidden"),
-        ("GET /events?uid= HTTP/1.1\r\n\r\n", "400 Bad Request"), // empty uid
+        (
+            "GET /events HTTP/1.1\r\nHost: t\r\n\r\n",
+            "401 Unauthorized",
+        ),
+        (
+            "GET /events?uid=nobody HTTP/1.1\r\nHost: t\r\n\r\n",
+            "403 Forbidden",
+        ),
+        (
+            "GET /events?uid= HTTP/1.1\r\nHost: t\r\n\r\n",
+            "400 Bad Request",
+        ), // empty uid
         (
             // The same resume rules as the axum extractor: a duplicate is a bad query.
-            "GET /events?uid=a&event_type=x&event_type=y HTTP/1.1\r\n\r\n",
+            "GET /events?uid=a&event_type=x&event_type=y HTTP/1.1\r\nHost: t\r\n\r\n",
             "400 Bad Request",
         ),
         (
-            "GET /events?uid=a HTTP/1.1\r\nLast-Event-ID: \u{e9}\r\n\r\n",
+            "GET /events?uid=a HTTP/1.1\r\nHost: t\r\nLast-Event-ID: \u{e9}\r\n\r\n",
             "400 Bad Request",
         ),
         (
-            "GET /events HTTP/1.1\r\nBad Header\r\n\r\n",
+            "GET /events HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n",
             "400 Bad Request",
         ),
     ] {
@@ -280,14 +308,14 @@ async fn last_event_id_header_and_query_reach_the_hub() {
 
     let mut by_header = server.connect().await;
     by_header
-        .send("GET /events?uid=a&last_event_id=1 HTTP/1.1\r\nLast-Event-ID: 2\r\n\r\n")
+        .send("GET /events?uid=a&last_event_id=1 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 2\r\n\r\n")
         .await;
     assert!(by_header.head().await.starts_with("HTTP/1.1 200 OK"));
     assert_eq!(by_header.next_data().await, "e3", "the header wins");
 
     let mut by_query = server.connect().await;
     by_query
-        .send("GET /events?uid=a&last_event_id=1 HTTP/1.1\r\n\r\n")
+        .send("GET /events?uid=a&last_event_id=1 HTTP/1.1\r\nHost: t\r\n\r\n")
         .await;
     assert!(by_query.head().await.starts_with("HTTP/1.1 200 OK"));
     assert_eq!(by_query.next_data().await, "e2");
@@ -397,7 +425,7 @@ async fn the_write_timeout_drops_a_client_that_never_reads() {
     socket.set_recv_buffer_size(4096).unwrap(); // a small window fills the server's socket soon
     let mut stalled = within(socket.connect(server.addr)).await.unwrap();
     stalled
-        .write_all(b"GET /events?uid=stalled HTTP/1.1\r\n\r\n")
+        .write_all(b"GET /events?uid=stalled HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     let hub = server.hub.clone();
@@ -422,9 +450,8 @@ async fn the_write_timeout_drops_a_client_that_never_reads() {
 #[tokio::test]
 async fn graceful_shutdown_with_close_ends_streams_and_serve_returns() {
     let hub = Hub::new();
-    let fallback = axum::Router::new().route("/push", ssehub_hub::axum::push(hub.clone()));
     let server = Server::builder(hub.clone(), uid_from_query)
-        .fallback(fallback)
+        .fallback(router(&hub))
         .build()
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -480,16 +507,20 @@ async fn a_closed_hub_answers_204_and_a_restarting_one_an_ended_stream() {
     let closed = Lean::start(Hub::new()).await;
     within(closed.hub.close()).await;
     let mut raw = closed.connect().await;
-    raw.send("GET /events?uid=alice HTTP/1.1\r\n\r\n").await;
+    raw.send("GET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    // With the stream headers: a cross-origin EventSource must be able to read the 204 to stop
+    // (one it may not read is a network error, and it would reconnect).
     assert_eq!(
         raw.rest().await,
-        "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
+        "HTTP/1.1 204 No Content\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n"
     );
 
     let restarting = Lean::start(Hub::new()).await;
     within(restarting.hub.close_for_restart()).await;
     let mut raw = restarting.connect().await;
-    raw.send("GET /events?uid=alice HTTP/1.1\r\n\r\n").await;
+    raw.send("GET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
     let answer = raw.rest().await;
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\n:restarting\n"), "{answer}");
@@ -514,4 +545,340 @@ async fn disconnect_policy_ends_a_never_reading_clients_stream() {
         hub.stats().connections == 0
     })
     .await;
+}
+
+/// The first line of `answer` (its status line).
+fn status_line(answer: &str) -> &str {
+    answer.split("\r\n").next().unwrap_or_default()
+}
+
+/// The same router served by `axum::serve` (hyper alone), for what hyper answers by itself.
+async fn hyper_alone(hub: &Hub) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, router(hub)).into_future());
+    addr
+}
+
+/// Sends `request` to `addr` and reads the response head.
+async fn head_from(addr: SocketAddr, request: &str) -> String {
+    let mut raw = Raw {
+        socket: within(TcpStream::connect(addr)).await.unwrap(),
+        buf: BytesMut::new(),
+        decoder: Decoder::new(),
+    };
+    raw.send(request).await;
+    raw.head().await
+}
+
+#[tokio::test]
+async fn over_long_request_lines_on_other_routes_get_what_hyper_alone_answers() {
+    let server = Lean::start(Hub::new()).await;
+    let alone = hyper_alone(&server.hub).await;
+    for (what, request, status) in [
+        // Longer than the lean path's 16 KiB head buffer, well within hyper's limits: routed.
+        (
+            "a 20 KiB path",
+            format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "p".repeat(20 << 10)),
+            "HTTP/1.1 404 Not Found",
+        ),
+        (
+            "a 20 KiB query on the push path",
+            format!(
+                "POST /push?{} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+                "q".repeat(20 << 10)
+            ),
+            "HTTP/1.1 400 Bad Request",
+        ),
+        // Past hyper's URI limit (64 KiB): hyper's own 414.
+        (
+            "a 70 KiB target",
+            format!(
+                "GET /x?{} HTTP/1.1\r\nHost: t\r\n\r\n",
+                "q".repeat(70 << 10)
+            ),
+            "HTTP/1.1 414 URI Too Long",
+        ),
+    ] {
+        let lean = head_from(server.addr, &request).await;
+        let reference = head_from(alone, &request).await;
+        assert_eq!(status_line(&reference), status, "hyper alone, {what}");
+        assert_eq!(status_line(&lean), status, "the lean server, {what}");
+    }
+    // On the events path the lean limit holds: a request line over 16 KiB is a 414.
+    let mut raw = server.connect().await;
+    raw.send(&format!(
+        "GET /events?uid=alice&x={} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "q".repeat(20 << 10)
+    ))
+    .await;
+    let answer = raw.rest().await;
+    assert!(
+        answer.starts_with("HTTP/1.1 414 URI Too Long\r\n"),
+        "{answer}"
+    );
+    assert_eq!(server.hub.stats().connections, 0);
+}
+
+#[tokio::test]
+async fn head_on_the_events_path_answers_as_get_would_without_a_body_or_a_subscription() {
+    let hub = Hub::builder()
+        .stream_header(
+            HeaderName::from_static("access-control-allow-origin"),
+            HeaderValue::from_static("*"),
+        )
+        .build()
+        .unwrap();
+    let server = Lean::start(hub).await;
+    let mut get = server.connect().await;
+    get.send("GET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let get_head = get.head().await;
+    assert_eq!(server.hub.stats().connections, 1);
+
+    let mut probe = server.connect().await;
+    probe
+        .send("HEAD /events?uid=bob HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert_eq!(probe.rest().await, get_head, "the GET's head, no body");
+    assert_eq!(
+        server.hub.stats().connections,
+        1,
+        "bob was never subscribed"
+    );
+    assert_eq!(server.hub.online_clients_num(), 1);
+
+    // Authentication applies: the refusal's head, with the length its body would have.
+    let mut refused = server.connect().await;
+    refused
+        .send("HEAD /events?uid=busy HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert_eq!(
+        refused.rest().await,
+        "HTTP/1.1 429 Too Many Requests\r\n\
+         retry-after: 5\r\n\
+         x-accel-buffering: no\r\n\
+         access-control-allow-origin: *\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         content-length: 9\r\n\
+         connection: close\r\n\r\n"
+    );
+
+    // A closed hub answers 204 to HEAD as to GET.
+    within(server.hub.close()).await;
+    let mut closed = server.connect().await;
+    closed
+        .send("HEAD /events?uid=bob HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert!(
+        closed
+            .rest()
+            .await
+            .starts_with("HTTP/1.1 204 No Content\r\n"),
+        "closed"
+    );
+}
+
+#[tokio::test]
+async fn empty_lines_before_the_request_line_are_ignored() {
+    let server = Lean::start(Hub::new()).await;
+    let mut raw = server.connect().await;
+    raw.send("\r\n\r\nGET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert!(raw.head().await.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(raw.next_frame().await, Some(Frame::Comment("ok".into())));
+    server
+        .hub
+        .push(["alice"], [Event::new("after a CRLF")])
+        .await
+        .unwrap();
+    assert_eq!(raw.next_data().await, "after a CRLF");
+    // The empty line may come in a write of its own.
+    let mut split = server.connect().await;
+    split.send("\r\n").await;
+    split
+        .send("HEAD /events?uid=bob HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert!(split.rest().await.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+#[tokio::test]
+async fn host_is_required_and_an_absolute_target_must_agree_with_it() {
+    let server = Lean::start(Hub::new()).await;
+    for (request, reason) in [
+        (
+            "GET /events?uid=alice HTTP/1.1\r\n\r\n".to_owned(),
+            "missing Host header",
+        ),
+        (
+            "GET /events?uid=alice HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n".to_owned(),
+            "more than one Host header",
+        ),
+        (
+            format!(
+                "GET http://{}/events?uid=alice HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n",
+                server.addr
+            ),
+            "the Host header disagrees with the request target",
+        ),
+    ] {
+        let mut raw = server.connect().await;
+        raw.send(&request).await;
+        let answer = raw.rest().await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{request:?}: {answer}"
+        );
+        assert!(answer.ends_with(reason), "{answer}");
+    }
+    assert_eq!(server.hub.stats().connections, 0);
+
+    let mut agreeing = server.connect().await;
+    agreeing
+        .send(&format!(
+            "GET http://{0}/events?uid=alice HTTP/1.1\r\nHost: {0}\r\n\r\n",
+            server.addr
+        ))
+        .await;
+    assert!(agreeing.head().await.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(server.hub.stats().connections, 1);
+}
+
+#[tokio::test]
+async fn refusals_carry_the_stream_headers_and_401_a_challenge() {
+    let hub = Hub::builder()
+        .stream_header(
+            HeaderName::from_static("access-control-allow-origin"),
+            HeaderValue::from_static("https://app.example"),
+        )
+        .build()
+        .unwrap();
+    let server = Lean::start(hub).await;
+    let cors = "access-control-allow-origin: https://app.example\r\n";
+    for (query, status, extra) in [
+        ("", "401 Unauthorized", "www-authenticate: Bearer\r\n"),
+        ("uid=nobody", "403 Forbidden", ""),
+        ("uid=busy", "429 Too Many Requests", "retry-after: 5\r\n"),
+        ("uid=down", "503 Service Unavailable", ""),
+    ] {
+        let mut raw = server.connect().await;
+        raw.send(&format!("GET /events?{query} HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .await;
+        let answer = raw.rest().await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{answer}"
+        );
+        assert!(answer.contains(cors), "{status}: {answer}");
+        assert!(answer.contains(extra), "{status}: {answer}");
+        assert_eq!(
+            answer.contains("www-authenticate"),
+            status.starts_with("401"),
+            "{answer}"
+        );
+    }
+    let mut busy = server.connect().await;
+    busy.send("GET /events?uid=busy HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert!(busy.rest().await.ends_with("\r\n\r\nslow down"));
+}
+
+#[tokio::test]
+async fn authentication_can_await_and_refuse_with_a_whole_response() {
+    // A session store the hook awaits: sessions are read under a lock the test can hold.
+    let sessions = Arc::new(tokio::sync::RwLock::new(HashMap::from([(
+        "s1".to_owned(),
+        "alice".to_owned(),
+    )])));
+    let (entered, mut hook_entered) = tokio::sync::mpsc::unbounded_channel();
+    let store = Arc::clone(&sessions);
+    let authenticate = move |parts: &http::request::Parts| {
+        let session = parts
+            .headers
+            .get(http::header::COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("session="))
+            .map(str::to_owned);
+        let store = Arc::clone(&store);
+        let entered = entered.clone();
+        async move {
+            entered.send(()).unwrap();
+            let uid = match session {
+                Some(session) => store.read().await.get(&session).cloned(),
+                None => None,
+            };
+            uid.ok_or_else(|| {
+                Refusal::from(
+                    http::Response::builder()
+                        .status(StatusCode::UNAUTHORIZED)
+                        .header(http::header::WWW_AUTHENTICATE, r#"Cookie realm="events""#)
+                        .body("log in first")
+                        .unwrap(),
+                )
+            })
+        }
+    };
+    let server = Lean::start_with_auth(Hub::new(), authenticate, |builder| builder).await;
+
+    // While the store is locked the hook waits, and the connection with it.
+    let locked = sessions.write().await;
+    let mut alice = server.connect().await;
+    alice
+        .send("GET /events HTTP/1.1\r\nHost: t\r\nCookie: session=s1\r\n\r\n")
+        .await;
+    within(hook_entered.recv()).await.unwrap();
+    assert_eq!(server.hub.stats().connections, 0, "not subscribed yet");
+    drop(locked);
+    assert!(alice.head().await.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(alice.next_frame().await, Some(Frame::Comment("ok".into())));
+    server
+        .hub
+        .push(["alice"], [Event::new("hello")])
+        .await
+        .unwrap();
+    assert_eq!(alice.next_data().await, "hello");
+
+    // An unknown session gets the hook's whole response.
+    let mut stranger = server.connect().await;
+    stranger
+        .send("GET /events HTTP/1.1\r\nHost: t\r\nCookie: session=s2\r\n\r\n")
+        .await;
+    assert_eq!(
+        stranger.rest().await,
+        "HTTP/1.1 401 Unauthorized\r\n\
+         www-authenticate: Cookie realm=\"events\"\r\n\
+         x-accel-buffering: no\r\n\
+         content-type: text/plain; charset=utf-8\r\n\
+         content-length: 12\r\n\
+         connection: close\r\n\r\n\
+         log in first"
+    );
+}
+
+#[tokio::test]
+async fn an_authentication_that_never_answers_is_cut_off_by_the_head_timeout() {
+    let timeout = Duration::from_millis(200);
+    let never = |_: &http::request::Parts| std::future::pending::<Result<String, StatusCode>>();
+    let server =
+        Lean::start_with_auth(Hub::new(), never, |builder| builder.head_timeout(timeout)).await;
+    let started = tokio::time::Instant::now();
+    let mut raw = server.connect().await;
+    raw.send("GET /events?uid=alice HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert_eq!(raw.rest().await, "", "closed without an answer");
+    assert!(started.elapsed() >= timeout, "not before the head timeout");
+    assert_eq!(server.hub.stats().connections, 0);
+
+    // The rest of the server is not held up by the hook.
+    let mut publisher = server.connect().await;
+    publisher
+        .send(&push_request(r#"{"events":[{"data":"x"}]}"#))
+        .await;
+    assert!(
+        publisher
+            .response()
+            .await
+            .0
+            .starts_with("HTTP/1.1 200 OK\r\n")
+    );
 }

@@ -7,131 +7,184 @@ use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use bytes::BytesMut;
-use http::StatusCode;
 use http::request::Parts;
+use http::{Method, StatusCode};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::head::{self, HeadError, Route};
 use super::prefixed::Prefixed;
-use super::response::{respond_and_close, short_response, stream_head};
+use super::response::{closing_response, respond_and_close, stream_head};
 use super::stream::EventStream;
-use super::{Inner, fallback};
+use super::{Inner, Refusal, fallback};
 use crate::SubscribeError;
 
 /// Serves one connection to its end.
 ///
-/// This future is the task of every idle event stream, so it is kept small: every phase but
-/// the stream itself is boxed (and freed when done), and the stream holds only the socket, the
-/// subscription and a few words.
+/// This future is the task of every idle event stream, so it is kept small: everything before
+/// the stream (reading the head, authenticating) is one boxed future, freed when done, and the
+/// stream holds only the socket, the subscription and a few words.
 pub(super) async fn serve(
     inner: Arc<Inner>,
-    mut socket: TcpStream,
+    socket: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
 ) {
-    let mut buf = Vec::with_capacity(head::INITIAL_HEAD_BUFFER);
-    let route = Box::pin(async {
-        tokio::select! {
-            read = tokio::time::timeout(
-                inner.head_timeout,
-                head::read_route(&mut socket, &mut buf, &inner.events_path),
-            ) => Some(read),
-            // A connection that has not sent its first request has nothing to finish.
-            () = shutdown.cancelled() => None,
+    match Box::pin(decide(&inner, socket, peer, &shutdown)).await {
+        Decision::Stream(stream) => {
+            drop((inner, shutdown)); // the hub's close ends a stream, not the server's
+            let end = stream.await;
+            tracing::debug!(%peer, %end, "event stream ended");
         }
-    })
-    .await;
-    let write_timeout = inner.write_timeout;
-    let answer = match route {
-        None => return,
-        Some(Ok(Ok(Route::Events(parts)))) => {
-            drop(buf);
-            match start_events(&inner, socket, *parts, peer) {
-                Ok(stream) => {
-                    drop((inner, shutdown)); // the hub's close ends a stream, not the server's
-                    let end = stream.await;
-                    tracing::debug!(%peer, %end, "event stream ended");
-                    return;
-                }
-                Err(refused) => refused,
-            }
+        Decision::Fallback(io) => Box::pin(fallback::serve(inner, io, peer, shutdown)).await,
+        Decision::Answer(socket, response) => {
+            let write_timeout = inner.write_timeout;
+            drop((inner, shutdown));
+            Box::pin(respond_and_close(socket, &response, write_timeout)).await;
         }
-        Some(Ok(Ok(Route::Other))) => {
-            let io = Prefixed::new(buf, socket);
-            return Box::pin(fallback::serve(inner, io, peer, shutdown)).await;
-        }
-        Some(Ok(Err(error @ HeadError::TooLarge))) => {
-            let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-            (socket, short_response(status, &error.to_string()))
-        }
-        Some(Ok(Err(error @ (HeadError::Parse(_) | HeadError::Malformed(_))))) => (
-            socket,
-            short_response(StatusCode::BAD_REQUEST, &error.to_string()),
-        ),
-        Some(Ok(Err(error @ (HeadError::Closed | HeadError::Io(_))))) => {
-            tracing::debug!(%peer, %error, "connection ended before its request");
-            return;
-        }
-        Some(Err(_elapsed)) => {
-            // As hyper does when its header read timeout passes: close without an answer.
-            tracing::debug!(%peer, "no request head within the head timeout");
-            return;
-        }
-    };
-    let (socket, response) = answer;
-    Box::pin(respond_and_close(socket, &response, write_timeout)).await;
+        Decision::Close => {}
+    }
 }
 
-/// Authenticates and subscribes: the stream to run, or the socket and the answer that refuses.
-///
-/// The stream comes boxed: held by value, it would take its size twice in the connection's
-/// future (a moved-from local keeps its place there until its scope ends).
-fn start_events(
+/// What the first request of a connection leads to.
+enum Decision {
+    /// The event stream to run. Boxed: held by value, it would take its size twice in the
+    /// connection's future (a moved-from local keeps its place there until its scope ends).
+    Stream(Pin<Box<EventStream>>),
+    /// Not an event stream: hyper serves the connection, the bytes read replayed first.
+    Fallback(Prefixed<TcpStream>),
+    /// The answer to write before closing: a refusal, the answer to `HEAD`, ...
+    Answer(TcpStream, BytesMut),
+    /// Close without an answer: the client left, shutdown, or a timeout.
+    Close,
+}
+
+/// Reads the first head and, for an event stream, authenticates and subscribes. Reading the head
+/// and authenticating share one deadline: a connection becomes a stream, or gets its answer,
+/// within the head timeout of being accepted.
+async fn decide(
+    inner: &Inner,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Decision {
+    let deadline = Instant::now() + inner.head_timeout;
+    let mut buf = Vec::with_capacity(head::INITIAL_HEAD_BUFFER);
+    let route = tokio::select! {
+        read = tokio::time::timeout_at(
+            deadline,
+            head::read_route(&mut socket, &mut buf, &inner.events_path),
+        ) => read,
+        // A connection that has not sent its first request has nothing to finish.
+        () = shutdown.cancelled() => return Decision::Close,
+    };
+    let (status, error) = match route {
+        Ok(Ok(Route::Events(parts))) => {
+            drop(buf);
+            return start_events(inner, socket, parts, peer, deadline, shutdown).await;
+        }
+        Ok(Ok(Route::Other)) => return Decision::Fallback(Prefixed::new(buf, socket)),
+        Ok(Err(error @ HeadError::TooLarge)) => {
+            (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error)
+        }
+        Ok(Err(error @ HeadError::UriTooLong)) => (StatusCode::URI_TOO_LONG, error),
+        Ok(Err(error @ (HeadError::Parse(_) | HeadError::Malformed(_)))) => {
+            (StatusCode::BAD_REQUEST, error)
+        }
+        Ok(Err(error @ (HeadError::Closed | HeadError::Io(_)))) => {
+            tracing::debug!(%peer, %error, "connection ended before its request");
+            return Decision::Close;
+        }
+        Err(_elapsed) => {
+            // As hyper does when its header read timeout passes: close without an answer.
+            tracing::debug!(%peer, "no request head within the head timeout");
+            return Decision::Close;
+        }
+    };
+    Decision::Answer(socket, answer(inner, status, &error.to_string(), false))
+}
+
+/// A short answer of the lean path, with the hub's stream headers.
+fn answer(inner: &Inner, status: StatusCode, body: &str, head_only: bool) -> BytesMut {
+    let refusal = Refusal::new(status).with_body(body.to_owned());
+    closing_response(&refusal, &inner.hub.config().stream_headers, head_only)
+}
+
+/// Authenticates (until `deadline`) and subscribes. A `HEAD` request gets the answer a `GET`
+/// would get, without the body, and leaves no subscription behind.
+async fn start_events(
     inner: &Inner,
     socket: TcpStream,
-    mut parts: Parts,
+    mut parts: Box<Parts>,
     peer: SocketAddr,
-) -> Result<Pin<Box<EventStream>>, (TcpStream, BytesMut)> {
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Decision {
     parts.extensions.insert(ConnectInfo(peer));
-    let uid = match (inner.authenticate)(&parts) {
-        Ok(uid) => uid,
-        Err(status) if status.is_informational() => {
-            // A 1xx is not a final answer: the client would wait for another one.
-            tracing::error!(%status, "the authenticate function returned a 1xx status; answering 500");
-            return Err((
+    let head_only = parts.method == Method::HEAD;
+    let verdict = tokio::select! {
+        verdict = tokio::time::timeout_at(deadline, inner.authenticate.authenticate_boxed(&parts)) => verdict,
+        () = shutdown.cancelled() => return Decision::Close,
+    };
+    let uid = match verdict {
+        Ok(Ok(uid)) => uid,
+        Ok(Err(refusal)) => {
+            let stream_headers = &inner.hub.config().stream_headers;
+            return Decision::Answer(
                 socket,
-                short_response(StatusCode::INTERNAL_SERVER_ERROR, ""),
-            ));
+                closing_response(&refusal, stream_headers, head_only),
+            );
         }
-        Err(status) => return Err((socket, short_response(status, ""))),
+        Err(_elapsed) => {
+            // Closing (rather than a 5xx) lets EventSource and ssehub clients retry later: a
+            // slow session store is usually a passing trouble. Loud, because the hook is slow.
+            tracing::warn!(%peer, timeout = ?inner.head_timeout, "authentication did not answer within the head timeout; closing the connection");
+            return Decision::Close;
+        }
     };
     let options = match crate::axum::subscribe_options(&parts) {
         Ok(options) => options,
-        Err(message) => return Err((socket, short_response(StatusCode::BAD_REQUEST, &message))),
+        Err(message) => {
+            let response = answer(inner, StatusCode::BAD_REQUEST, &message, head_only);
+            return Decision::Answer(socket, response);
+        }
     };
     let hub = &inner.hub;
     let mut head = stream_head(&hub.config().stream_headers);
-    let subscription = match hub.subscribe(&uid, options) {
-        Ok(subscription) => Some(subscription),
+    let subscribed = if head_only {
+        hub.check_subscribe(&uid).map(|()| None)
+    } else {
+        hub.subscribe(&uid, options).map(Some)
+    };
+    let subscription = match subscribed {
+        Ok(Some(subscription)) => Some(subscription),
+        Ok(None) => return Decision::Answer(socket, head), // HEAD: the head alone
         Err(SubscribeError::Restarting) => {
             // An empty stream that ends at once: EventSource and ssehub clients reconnect after
             // their reconnection time (a 503 would make a browser give up for good).
+            if head_only {
+                return Decision::Answer(socket, head);
+            }
             head.extend_from_slice(b":restarting\n");
             None
         }
         // Spec-conformant clients stop on 204.
         Err(SubscribeError::Closed) => {
-            return Err((socket, short_response(StatusCode::NO_CONTENT, "")));
+            let response = answer(inner, StatusCode::NO_CONTENT, "", head_only);
+            return Decision::Answer(socket, response);
         }
         Err(error @ SubscribeError::EmptyUid) => {
-            return Err((
-                socket,
-                short_response(StatusCode::BAD_REQUEST, &error.to_string()),
-            ));
+            let response = answer(
+                inner,
+                StatusCode::BAD_REQUEST,
+                &error.to_string(),
+                head_only,
+            );
+            return Decision::Answer(socket, response);
         }
     };
-    Ok(Box::pin(EventStream::new(
+    Decision::Stream(Box::pin(EventStream::new(
         socket,
         subscription,
         head.freeze(),

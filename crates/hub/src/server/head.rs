@@ -4,7 +4,8 @@ use std::fmt;
 use std::io;
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -17,9 +18,9 @@ const MAX_HEADERS: usize = 100;
 
 /// Where a connection goes, from its first request.
 pub(super) enum Route {
-    /// `GET` of the event-stream path: the parsed head. The bytes read stay in the caller's
-    /// buffer and are dropped with it (anything pipelined behind an event-stream request is
-    /// ignored, as the stream never ends to make room for a next response).
+    /// `GET` or `HEAD` of the event-stream path: the parsed head. The bytes read stay in the
+    /// caller's buffer and are dropped with it (anything pipelined behind an event-stream
+    /// request is ignored, as the stream never ends to make room for a next response).
     Events(Box<Parts>),
     /// Anything else: the whole connection goes to hyper, replaying the bytes read.
     Other,
@@ -33,9 +34,13 @@ pub(super) enum HeadError {
     /// The head of an event-stream request did not fit in [`MAX_HEAD`] bytes, or had more than
     /// [`MAX_HEADERS`] headers.
     TooLarge,
+    /// The request line of an event-stream request (its query, in practice) did not fit in
+    /// [`MAX_HEAD`] bytes.
+    UriTooLong,
     /// The head of an event-stream request is not valid HTTP/1.x.
     Parse(httparse::Error),
-    /// The head of an event-stream request parsed, but `http` refuses a part of it.
+    /// The head of an event-stream request parsed, but a part of it is refused (an invalid
+    /// target or header, a missing or contradicting `Host`).
     Malformed(&'static str),
     /// Reading the socket failed.
     Io(io::Error),
@@ -49,6 +54,7 @@ impl fmt::Display for HeadError {
                 f,
                 "the request head is larger than {MAX_HEAD} bytes or has more than {MAX_HEADERS} headers"
             ),
+            Self::UriTooLong => write!(f, "the request line is longer than {MAX_HEAD} bytes"),
             Self::Parse(error) => write!(f, "malformed request head: {error}"),
             Self::Malformed(what) => write!(f, "malformed request head: {what}"),
             Self::Io(error) => write!(f, "reading the request failed: {error}"),
@@ -56,8 +62,8 @@ impl fmt::Display for HeadError {
     }
 }
 
-/// Reads from `socket` into `buf` until the first request's route is known: as soon as its
-/// request line shows it is not `GET <events_path>`, or once the whole head of an event-stream
+/// Reads from `socket` into `buf` until the first request's route is known: as soon as what was
+/// read shows it is not `GET`/`HEAD <events_path>`, or once the whole head of an event-stream
 /// request is in.
 pub(super) async fn read_route(
     socket: &mut TcpStream,
@@ -70,7 +76,13 @@ pub(super) async fn read_route(
         }
         if buf.len() == buf.capacity() {
             if buf.capacity() >= MAX_HEAD {
-                return Err(HeadError::TooLarge);
+                // Still undecided, so an event-stream request: its line or its headers are too
+                // long for the lean path (other requests went to hyper, with its own limits).
+                return Err(if request_line_is_complete(buf) {
+                    HeadError::TooLarge
+                } else {
+                    HeadError::UriTooLong
+                });
             }
             // Grow by doubling, never past the limit.
             let target = (buf.capacity() * 2).clamp(INITIAL_HEAD_BUFFER, MAX_HEAD);
@@ -87,33 +99,119 @@ pub(super) async fn read_route(
 
 /// The route of the head at the start of `buf`, `None` if more bytes are needed to tell.
 fn route(buf: &[u8], events_path: &str) -> Result<Option<Route>, HeadError> {
-    let Some(line_end) = buf.iter().position(|&byte| byte == b'\n') else {
+    let Some(start) = request_line_start(buf) else {
         return Ok(None);
     };
-    if !is_events_request(&buf[..line_end], events_path) {
+    let line = &buf[start..];
+    let Some(line_end) = line.iter().position(|&byte| byte == b'\n') else {
+        // A request line that cannot become an event-stream request goes to hyper now, however
+        // long it grows: hyper answers it as it answers any other (`414`, `431`, ...).
+        return Ok((!may_become_events_request(line, events_path)).then_some(Route::Other));
+    };
+    if !is_events_request(&line[..line_end], events_path) {
         return Ok(Some(Route::Other));
     }
     parse(buf).map(|parts| parts.map(|parts| Route::Events(Box::new(parts))))
 }
 
-/// Whether a request line (without its LF) is `GET <events_path>[?query] HTTP/1.x`. Anything
-/// unusual answers no: hyper then judges it, with the same rules as for every other request.
+/// Where the request line starts: after any empty lines, which RFC 9112 section 2.2 lets a
+/// server ignore before a request (some clients send a CRLF after a previous request's body).
+/// `None` while the buffer holds nothing else.
+fn request_line_start(buf: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        match &buf[at..] {
+            [b'\r', b'\n', ..] => at += 2,
+            [b'\n', ..] => at += 1,
+            [] | [b'\r'] => return None,
+            _ => return Some(at),
+        }
+    }
+}
+
+fn request_line_is_complete(buf: &[u8]) -> bool {
+    request_line_start(buf).is_some_and(|start| buf[start..].contains(&b'\n'))
+}
+
+/// Whether a request line (without its LF) is `GET|HEAD <events_path>[?query] HTTP/1.x`.
+/// Anything unusual answers no: hyper then judges it, with the same rules as for every other
+/// request.
 fn is_events_request(line: &[u8], events_path: &str) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = line.split(|&byte| byte == b' ');
-    let (Some(b"GET"), Some(target), Some(_version), None) =
+    let (Some(b"GET" | b"HEAD"), Some(target), Some(_version), None) =
         (fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return false;
     };
-    // Usually origin-form (`/events?uid=1`); absolute-form (`http://host/events`) is valid too.
+    is_events_target(target, events_path)
+}
+
+/// Usually origin-form (`/events?uid=1`); absolute-form (`http://host/events`) is valid too.
+fn is_events_target(target: &[u8], events_path: &str) -> bool {
     Uri::try_from(target).is_ok_and(|uri| uri.path() == events_path)
+}
+
+/// Whether the start of a request line (no LF in it yet) may still become an event-stream
+/// request once the rest arrives.
+fn may_become_events_request(prefix: &[u8], events_path: &str) -> bool {
+    let mut fields = prefix.splitn(2, |&byte| byte == b' ');
+    let method = fields.next().unwrap_or_default();
+    let Some(rest) = fields.next() else {
+        // The method is still coming.
+        return b"GET".starts_with(method) || b"HEAD".starts_with(method);
+    };
+    if method != b"GET" && method != b"HEAD" {
+        return false;
+    }
+    match rest.iter().position(|&byte| byte == b' ') {
+        // The whole target is in: only the version is still coming.
+        Some(end) => is_events_target(&rest[..end], events_path),
+        None => target_may_become_events(rest, events_path),
+    }
+}
+
+/// Whether the start of a request target may still become one whose path is `events_path`.
+fn target_may_become_events(target: &[u8], events_path: &str) -> bool {
+    let path = if target.starts_with(b"/") {
+        target
+    } else {
+        // Absolute-form: a scheme, `://`, an authority, then the path.
+        let mut after_scheme = None;
+        for scheme in [&b"http://"[..], b"https://"] {
+            let n = scheme.len().min(target.len());
+            if !target[..n].eq_ignore_ascii_case(&scheme[..n]) {
+                continue;
+            }
+            if target.len() <= scheme.len() {
+                return true; // the scheme is still coming
+            }
+            after_scheme = Some(&target[scheme.len()..]);
+        }
+        let Some(after_scheme) = after_scheme else {
+            return false;
+        };
+        match after_scheme
+            .iter()
+            .position(|&byte| matches!(byte, b'/' | b'?' | b'#'))
+        {
+            None => return true, // the authority is still coming
+            Some(at) => &after_scheme[at..],
+        }
+    };
+    match path.iter().position(|&byte| byte == b'?' || byte == b'#') {
+        // The path is whole: an empty one is `/`.
+        Some(0) => events_path == "/",
+        Some(end) => &path[..end] == events_path.as_bytes(),
+        None => events_path.as_bytes().starts_with(path),
+    }
 }
 
 /// The whole head at the start of `buf` as request parts, `None` if it is not all in yet.
 fn parse(buf: &[u8]) -> Result<Option<Parts>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
+    // httparse skips the empty lines before the request line too.
     match request.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -124,6 +222,10 @@ fn parse(buf: &[u8]) -> Result<Option<Parts>, HeadError> {
         .path
         .and_then(|path| Uri::try_from(path).ok())
         .ok_or(HeadError::Malformed("invalid request target"))?;
+    let method = match request.method {
+        Some("HEAD") => Method::HEAD,
+        _ => Method::GET,
+    };
     let version = match request.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -136,12 +238,73 @@ fn parse(buf: &[u8]) -> Result<Option<Parts>, HeadError> {
             .map_err(|_| HeadError::Malformed("invalid header value"))?;
         map.append(name, value);
     }
+    check_host(&uri, version, &map)?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = Method::GET;
+    parts.method = method;
     parts.uri = uri;
     parts.version = version;
     parts.headers = map;
     Ok(Some(parts))
+}
+
+/// `http` takes any text after the last colon for a port; a Host's port is a number (or empty).
+fn has_valid_port(authority: &Authority) -> bool {
+    let text = authority.as_str();
+    match text.rfind(':') {
+        // A colon inside an IPv6 literal is no port separator.
+        Some(colon) if !text[colon..].contains(']') => {
+            let port = &text[colon + 1..];
+            port.is_empty() || port.parse::<u16>().is_ok()
+        }
+        _ => true,
+    }
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request has exactly one `Host`, and a valid one. With an
+/// absolute-form target, the target's authority is the host; a `Host` that names another one
+/// is refused rather than ignored, because the authentication hook may read either.
+fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), HeadError> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HeadError::Malformed("more than one Host header"));
+    }
+    let Some(host) = host else {
+        return if version == Version::HTTP_10 {
+            Ok(()) // HTTP/1.0 has no Host requirement
+        } else {
+            Err(HeadError::Malformed("missing Host header"))
+        };
+    };
+    let host = if host.is_empty() {
+        None // allowed when the target has no authority
+    } else if host.as_bytes().contains(&b'@') {
+        return Err(HeadError::Malformed("invalid Host header"));
+    } else {
+        match Authority::try_from(host.as_bytes()) {
+            Ok(host) if has_valid_port(&host) => Some(host),
+            _ => return Err(HeadError::Malformed("invalid Host header")),
+        }
+    };
+    let Some(target) = uri.authority() else {
+        return Ok(());
+    };
+    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) {
+        443
+    } else {
+        80
+    };
+    let same = host.is_some_and(|host| {
+        host.host().eq_ignore_ascii_case(target.host())
+            && host.port_u16().unwrap_or(default_port) == target.port_u16().unwrap_or(default_port)
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(HeadError::Malformed(
+            "the Host header disagrees with the request target",
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -152,19 +315,66 @@ mod tests {
         route(head.as_bytes(), "/events")
     }
 
+    fn is_other(head: &str) -> bool {
+        matches!(decide(head), Ok(Some(Route::Other)))
+    }
+
+    fn is_undecided(head: &str) -> bool {
+        matches!(decide(head), Ok(None))
+    }
+
     #[test]
     fn other_requests_are_known_from_the_request_line_alone() {
         for head in [
             "POST /push HTTP/1.1\r\n",
             "GET /health HTTP/1.1\n",
             "GET /events/x HTTP/1.1\r\n",
-            "HEAD /events HTTP/1.1\r\n",
+            "OPTIONS /events HTTP/1.1\r\n",
             "GET  /events HTTP/1.1\r\n", // unusual spacing: hyper judges it
             "garbage\r\n",
+            "\r\n\r\nPOST /push HTTP/1.1\r\n",
         ] {
-            assert!(matches!(decide(head), Ok(Some(Route::Other))), "{head:?}");
+            assert!(is_other(head), "{head:?}");
         }
-        assert!(matches!(decide("POST /pu"), Ok(None)));
+    }
+
+    #[test]
+    fn an_unfinished_request_line_goes_to_hyper_once_it_cannot_be_a_stream() {
+        for prefix in [
+            "POST /pu",
+            "PUT",
+            "GET /x",
+            "GET /eventsX",
+            "GET /events/",
+            "GET /health?uid=",
+            "GET http://h/x",
+            "GET ftp://h/events",
+            "HEAD *",
+        ] {
+            assert!(is_other(prefix), "{prefix:?}");
+        }
+        for prefix in [
+            "",
+            "\r\n",
+            "\r",
+            "G",
+            "HEA",
+            "GET /",
+            "GET /events",
+            "GET /events?uid=1&x=",
+            "GET /events ",
+            "GET /events?uid=1 HTTP/1.1",
+            "HEAD /events?a",
+            "GET HTTP:/",
+            "GET http://h",
+            "GET https://very-long-host.example:8443/eve",
+            "GET http://h/events?x",
+        ] {
+            assert!(is_undecided(prefix), "{prefix:?}");
+        }
+        // An authority followed by a query: the path is `/`.
+        assert!(is_other("GET http://h?x"));
+        assert!(matches!(route(b"GET http://h?x", "/"), Ok(None)));
     }
 
     #[test]
@@ -172,11 +382,12 @@ mod tests {
         let head =
             "GET /events?uid=u1&last_event_id=7 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 9\r\n\r\n";
         for end in 0..head.len() {
-            assert!(matches!(decide(&head[..end]), Ok(None)), "{end}");
+            assert!(is_undecided(&head[..end]), "{end}");
         }
         let Ok(Some(Route::Events(parts))) = decide(head) else {
             panic!("not an event stream");
         };
+        assert_eq!(parts.method, http::Method::GET);
         assert_eq!(parts.uri.query(), Some("uid=u1&last_event_id=7"));
         assert_eq!(parts.headers["last-event-id"], "9");
         assert_eq!(parts.version, http::Version::HTTP_11);
@@ -185,6 +396,66 @@ mod tests {
             panic!("absolute-form, HTTP/1.0, bare LF");
         };
         assert_eq!(parts.version, http::Version::HTTP_10);
+
+        let Ok(Some(Route::Events(parts))) =
+            decide("\r\n\nHEAD /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        else {
+            panic!("HEAD after empty lines");
+        };
+        assert_eq!(parts.method, http::Method::HEAD);
+    }
+
+    #[test]
+    fn host_is_required_once_and_must_agree_with_an_absolute_target() {
+        let malformed = |head: &str| match decide(head) {
+            Err(HeadError::Malformed(what)) => what,
+            _ => panic!("{head:?} was not refused"),
+        };
+        assert_eq!(
+            malformed("GET /events HTTP/1.1\r\n\r\n"),
+            "missing Host header"
+        );
+        assert_eq!(
+            malformed("GET /events HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            "more than one Host header"
+        );
+        for host in ["a b", "u@a", "a:port", "a:99999"] {
+            let head = format!("GET /events HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(malformed(&head), "invalid Host header", "{host}");
+        }
+        for (target, host) in [
+            ("http://a/events", "b"),
+            ("http://a/events", "a:8080"),
+            ("http://a:8080/events", "a"),
+            ("https://a/events", "a:80"),
+            ("http://a/events", ""),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(
+                malformed(&head),
+                "the Host header disagrees with the request target",
+                "{target} {host}"
+            );
+        }
+        for (target, host) in [
+            ("http://a/events", "a"),
+            ("http://A/events", "a:80"),
+            ("https://a:443/events", "a"),
+            ("http://127.0.0.1:9/events", "127.0.0.1:9"),
+            ("http://[::1]:9/events", "[::1]:9"),
+            ("/events", ""), // an empty Host is allowed when the target names no host
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(
+                matches!(decide(&head), Ok(Some(Route::Events(_)))),
+                "{target} {host}"
+            );
+        }
+        // HTTP/1.0 needs no Host.
+        assert!(matches!(
+            decide("GET /events HTTP/1.0\r\n\r\n"),
+            Ok(Some(Route::Events(_)))
+        ));
     }
 
     #[test]
@@ -200,7 +471,7 @@ mod tests {
         ));
         // Under the limit a long head is fine; `read_route` enforces MAX_HEAD while reading.
         let long = format!(
-            "GET /events HTTP/1.1\r\nCookie: {}\r\n\r\n",
+            "GET /events HTTP/1.1\r\nHost: h\r\nCookie: {}\r\n\r\n",
             "c".repeat(MAX_HEAD / 2)
         );
         assert!(matches!(decide(&long), Ok(Some(Route::Events(_)))));

@@ -12,18 +12,23 @@
 //!
 //! What the lean path bypasses: tower middleware does not run for the event-stream route, so
 //! authentication is the function given to [`Server::builder`], and headers such as CORS go
-//! through [`HubBuilder::stream_header`](crate::HubBuilder::stream_header).
+//! through [`HubBuilder::stream_header`](crate::HubBuilder::stream_header) (refusals carry them
+//! too). `HEAD` of the event-stream path is answered as a `GET` would be, without a body and
+//! without subscribing.
 //!
 //! ```no_run
 //! use ssehub_hub::{Hub, server::Server};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let hub = Hub::new();
-//! let server = Server::builder(hub.clone(), |parts| {
-//!     // A real application checks a token or a session cookie here.
-//!     match parts.headers.get("x-user") {
-//!         Some(uid) => uid.to_str().map(str::to_owned).map_err(|_| http::StatusCode::BAD_REQUEST),
-//!         None => Err(http::StatusCode::UNAUTHORIZED),
+//! let server = Server::builder(hub.clone(), |parts: &http::request::Parts| {
+//!     let user = parts.headers.get("x-user").cloned();
+//!     async move {
+//!         // A real application looks a token or a session cookie up here.
+//!         match user {
+//!             Some(uid) => uid.to_str().map(str::to_owned).map_err(|_| http::StatusCode::BAD_REQUEST),
+//!             None => Err(http::StatusCode::UNAUTHORIZED),
+//!         }
 //!     }
 //! })
 //! .fallback(axum::Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
@@ -42,6 +47,7 @@
 //!
 //! [`Subscription`]: crate::Subscription
 
+mod authenticate;
 mod connection;
 mod fallback;
 mod head;
@@ -57,14 +63,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use http::StatusCode;
-use http::request::Parts;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Hub;
+use authenticate::DynAuthenticate;
+pub use authenticate::{Authenticate, Refusal};
 
 /// The default event-stream path.
 pub const DEFAULT_EVENTS_PATH: &str = "/events";
@@ -74,16 +80,13 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// the same).
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Finds the uid of an event-stream request, or the status that refuses it.
-type Authenticate = dyn Fn(&Parts) -> Result<String, StatusCode> + Send + Sync;
-
 /// Serves a [`Hub`]'s event streams on a lean path and everything else with an axum
 /// [`Router`]. Cheap to clone. See the [module](self) for what it does and why.
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let hub = ssehub_hub::Hub::new();
-/// let server = ssehub_hub::server::Server::builder(hub, |_| Ok("u001".to_owned())).build()?;
+/// let server = ssehub_hub::server::Server::builder(hub, |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u001".to_owned()) }).build()?;
 /// server.serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?).await;
 /// # Ok(()) }
 /// ```
@@ -95,7 +98,7 @@ pub struct Server {
 struct Inner {
     hub: Hub,
     events_path: String,
-    authenticate: Arc<Authenticate>,
+    authenticate: Arc<dyn DynAuthenticate>,
     fallback: Router,
     write_timeout: Duration,
     head_timeout: Duration,
@@ -104,26 +107,28 @@ struct Inner {
 
 impl Server {
     /// Starts a server for `hub`. `authenticate` gets the head of each event-stream request
-    /// (with the peer's `axum::extract::ConnectInfo<SocketAddr>` in its extensions) and returns
-    /// the uid to subscribe, or the status to answer instead (`401`, `403`, ...; the connection
-    /// then closes). It runs on the connection's task: keep it quick and non-blocking.
+    /// (with the peer's `axum::extract::ConnectInfo<SocketAddr>` in its extensions) and its
+    /// future answers the uid to subscribe, or the [`Refusal`] to answer instead: a bare status
+    /// (`401`, `403`, `429`, ...) or a whole response with headers and a short body, after which
+    /// the connection closes. Refusals carry the hub's stream headers (CORS too) and a `401` a
+    /// `WWW-Authenticate` challenge. The future may await a session store; reading the head and
+    /// authenticating share the [head timeout](ServerBuilder::head_timeout), past which the
+    /// connection is closed without an answer (clients retry). See [`Authenticate`].
     ///
     /// ```
     /// use http::StatusCode;
+    /// use http::request::Parts;
     ///
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |parts| {
-    ///     parts
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |parts: &Parts| {
+    ///     let uid = parts
     ///         .uri
     ///         .query()
     ///         .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
-    ///         .map(str::to_owned)
-    ///         .ok_or(StatusCode::UNAUTHORIZED)
+    ///         .map(str::to_owned);
+    ///     async move { uid.ok_or(StatusCode::UNAUTHORIZED) }
     /// });
     /// ```
-    pub fn builder<F>(hub: Hub, authenticate: F) -> ServerBuilder
-    where
-        F: Fn(&Parts) -> Result<String, StatusCode> + Send + Sync + 'static,
-    {
+    pub fn builder<A: Authenticate>(hub: Hub, authenticate: A) -> ServerBuilder {
         ServerBuilder {
             hub,
             events_path: DEFAULT_EVENTS_PATH.to_owned(),
@@ -140,7 +145,7 @@ impl Server {
     ///
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into())).build()?;
+    /// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) }).build()?;
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     /// server.serve(listener).await;
     /// # Ok(()) }
@@ -169,7 +174,7 @@ impl fmt::Debug for Server {
 /// use std::time::Duration;
 ///
 /// let hub = ssehub_hub::Hub::new();
-/// let server = ssehub_hub::server::Server::builder(hub.clone(), |_| Ok("u001".to_owned()))
+/// let server = ssehub_hub::server::Server::builder(hub.clone(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u001".to_owned()) })
 ///     .events_path("/sse")
 ///     .fallback(axum::Router::new().route("/push", ssehub_hub::axum::push(hub)))
 ///     .write_timeout(Duration::from_secs(10))
@@ -180,7 +185,7 @@ impl fmt::Debug for Server {
 pub struct ServerBuilder {
     hub: Hub,
     events_path: String,
-    authenticate: Arc<Authenticate>,
+    authenticate: Arc<dyn DynAuthenticate>,
     fallback: Router,
     write_timeout: Duration,
     head_timeout: Duration,
@@ -192,7 +197,7 @@ impl ServerBuilder {
     /// other request goes to the fallback router.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .events_path("/api/stream");
     /// ```
     pub fn events_path(mut self, path: impl Into<String>) -> Self {
@@ -205,7 +210,7 @@ impl ServerBuilder {
     ///
     /// ```
     /// let hub = ssehub_hub::Hub::new();
-    /// let builder = ssehub_hub::server::Server::builder(hub.clone(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(hub.clone(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .fallback(axum::Router::new().route("/push", ssehub_hub::axum::push(hub)));
     /// ```
     pub fn fallback(mut self, router: Router) -> Self {
@@ -221,7 +226,7 @@ impl ServerBuilder {
     /// a refused connection use the same limit.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .write_timeout(std::time::Duration::from_secs(10));
     /// ```
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
@@ -230,11 +235,13 @@ impl ServerBuilder {
     }
 
     /// How long a new connection may take to send its first request head before it is closed
-    /// without an answer; the same limit applies to later heads on fallback connections.
+    /// without an answer; the same limit applies to later heads on fallback connections. For an
+    /// event-stream request it also bounds the authentication: the head and the
+    /// [`Authenticate`] future together, from the moment the connection is accepted.
     /// Default [`DEFAULT_HEAD_TIMEOUT`].
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .head_timeout(std::time::Duration::from_secs(5));
     /// ```
     pub fn head_timeout(mut self, timeout: Duration) -> Self {
@@ -251,7 +258,7 @@ impl ServerBuilder {
     /// ```
     /// use ssehub_hub::server::{Server, ServerError};
     ///
-    /// let err = Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let err = Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .events_path("events")
     ///     .build()
     ///     .unwrap_err();
@@ -318,7 +325,7 @@ fn check_events_path(path: &str) -> Result<(), ServerError> {
 /// ```
 /// use ssehub_hub::server::{Server, ServerError};
 ///
-/// let err = Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+/// let err = Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
 ///     .write_timeout(std::time::Duration::ZERO)
 ///     .build()
 ///     .unwrap_err();
@@ -360,7 +367,7 @@ impl std::error::Error for ServerError {}
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into())).build()?;
+/// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) }).build()?;
 /// let serve = server.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
 /// tokio::spawn(serve.into_future());
 /// # Ok(()) }
@@ -381,7 +388,7 @@ impl Serve {
     /// ```no_run
     /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = ssehub_hub::Hub::new();
-    /// let server = ssehub_hub::server::Server::builder(hub.clone(), |_| Ok("u".into())).build()?;
+    /// let server = ssehub_hub::server::Server::builder(hub.clone(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) }).build()?;
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
     /// server
     ///     .serve(listener)
@@ -424,7 +431,7 @@ impl fmt::Debug for Serve {
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into())).build()?;
+/// # let server = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) }).build()?;
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let serving = tokio::spawn(
@@ -526,9 +533,11 @@ mod tests {
             ("/ev ents", false),
             ("", false),
         ] {
-            let built = Server::builder(Hub::new(), |_| Ok("u".into()))
-                .events_path(path)
-                .build();
+            let built = Server::builder(Hub::new(), |_: &http::request::Parts| async {
+                Ok::<_, http::StatusCode>("u".to_owned())
+            })
+            .events_path(path)
+            .build();
             assert_eq!(built.is_ok(), ok, "{path:?}");
             if let Err(error) = built {
                 assert!(matches!(error, ServerError::EventsPath { .. }));
@@ -546,16 +555,18 @@ mod tests {
             tokio::join!(async { listener.accept().await.unwrap() }, async {
                 client.await.unwrap()
             });
-        let server = Server::builder(Hub::new(), |_| Ok("u".into()))
-            .build()
-            .unwrap();
+        let server = Server::builder(Hub::new(), |_: &http::request::Parts| async {
+            Ok::<_, http::StatusCode>("u".to_owned())
+        })
+        .build()
+        .unwrap();
         let task = super::connection::serve(
             server.inner,
             socket,
             peer,
             tokio_util::sync::CancellationToken::new(),
         );
-        // Measured: 304 bytes for the task, and the stream it runs (boxed) is the socket, the
+        // Measured: 264 bytes for the task, and the stream it runs (boxed) is the socket, the
         // subscription and a few words. A regression here multiplies by every idle connection.
         let size = std::mem::size_of_val(&task);
         assert!(size <= 384, "a connection task is {size} bytes");
