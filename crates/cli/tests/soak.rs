@@ -24,12 +24,14 @@ async fn a_short_soak_against_the_hub_finds_nothing_lost_repeated_or_misdelivere
         .build()
         .unwrap();
     let server = Server::builder(hub.clone(), |parts: &http::request::Parts| {
-        parts
-            .uri
-            .query()
-            .and_then(|query| query.strip_prefix("uid="))
-            .map(str::to_owned)
-            .ok_or(http::StatusCode::UNAUTHORIZED)
+        std::future::ready(
+            parts
+                .uri
+                .query()
+                .and_then(|query| query.strip_prefix("uid="))
+                .map(str::to_owned)
+                .ok_or(http::StatusCode::UNAUTHORIZED),
+        )
     })
     .fallback(axum::Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
     .build()
