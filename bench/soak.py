@@ -92,6 +92,8 @@ def main() -> None:
                         help="server port, above the ephemeral range (61100)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "soak",
                         help="where the samples (.jsonl), the verdict (.json) and the plot (.png) go")
+    parser.add_argument("--history-events", type=int, default=50_000,
+                        help="the example's retention in events (50,000)")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--plot-only", type=Path, metavar="JSONL")
     parser.add_argument("--soak-arg", action="append", default=[],
@@ -108,8 +110,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     samples = args.out.with_suffix(".jsonl")
     with tempfile.TemporaryDirectory(prefix="ssehub-soak-") as work:
+        # A history of 50,000 events (about 8 minutes of pushes): the store reaches its steady
+        # size within the run, so that memory can be seen to level off.
         env = dict(os.environ, DATA_DIR=str(Path(work) / "data"), PORT=str(args.port),
-                   RUST_LOG="warn")
+                   RUST_LOG="warn", HISTORY_EVENTS=str(args.history_events))
         # Room for every client and the reserve: the example takes the soft limit as it is.
         server_argv = ["prlimit", f"--nofile={args.clients + 1000}", "--"] + pinned(
             0, [str(release / "examples" / "server")])

@@ -24,7 +24,8 @@ use ssehub_hub::server::Server;
 use ssehub_hub::store::{RedbStore, Retention};
 use ssehub_hub::{Event, Hub};
 
-/// How much history the example keeps with `DATA_DIR`: a day, at most a million events.
+/// How much history the example keeps with `DATA_DIR`: a day, at most a million events
+/// (`HISTORY_EVENTS` to change the count).
 const RETENTION_EVENTS: u64 = 1_000_000;
 const RETENTION_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -56,7 +57,11 @@ async fn main() -> std::io::Result<()> {
     let mut builder = Hub::builder();
     let data_dir = std::env::var_os("DATA_DIR");
     if let Some(dir) = &data_dir {
-        let retention = Retention::events(RETENTION_EVENTS).max_age(RETENTION_AGE);
+        let events = std::env::var("HISTORY_EVENTS")
+            .ok()
+            .and_then(|events| events.parse().ok())
+            .unwrap_or(RETENTION_EVENTS);
+        let retention = Retention::events(events).max_age(RETENTION_AGE);
         let store = RedbStore::open(dir, retention).map_err(std::io::Error::other)?;
         tracing::info!(path = %store.path().display(), "history on disk; resend on reconnect");
         builder = builder.store(store).resend(true);

@@ -125,6 +125,9 @@ pub struct Report {
     pub compaction_error: Option<StoreError>,
 }
 
+/// The default size of a store's page cache (redb's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl RedbStore {
     /// Opens the store in `dir` (created if missing), keeping what `retention` says.
     ///
@@ -145,6 +148,29 @@ impl RedbStore {
     /// # drop(store); std::fs::remove_dir_all(&dir).ok();
     /// ```
     pub fn open(dir: impl AsRef<Path>, retention: Retention) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, retention, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with a page cache of at most `cache_bytes` (default
+    /// [`DEFAULT_CACHE_BYTES`]). redb keeps the pages it reads and writes in its own memory; its
+    /// default of 1 GiB would let the cache grow with the file up to that, so the store sets a
+    /// smaller one. Resend reads recent pages, which a cache of tens of MiB holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedbStore::open`].
+    ///
+    /// ```
+    /// use ssehub_store_redb::{RedbStore, Retention};
+    /// # let dir = std::env::temp_dir().join(format!("ssehub-doc-cache-{}", std::process::id()));
+    /// let store = RedbStore::open_with_cache(&dir, Retention::events(1_000), 16 << 20).unwrap();
+    /// # drop(store); std::fs::remove_dir_all(&dir).ok();
+    /// ```
+    pub fn open_with_cache(
+        dir: impl AsRef<Path>,
+        retention: Retention,
+        cache_bytes: usize,
+    ) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         let path = dir.join(FILE_NAME);
         let fail = |what: &str, error: &dyn std::fmt::Display| {
@@ -152,7 +178,10 @@ impl RedbStore {
         };
         std::fs::create_dir_all(dir)
             .map_err(|error| fail("cannot create the directory of", &error))?;
-        let db = Database::create(&path).map_err(|error| fail("cannot open", &error))?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|error| fail("cannot open", &error))?;
         let txn = db
             .begin_write()
             .map_err(|error| fail("cannot write to", &error))?;

@@ -56,6 +56,9 @@ pub struct Args {
     /// Bytes of each push's data (padded with `x`).
     #[arg(long, value_name = "BYTES", default_value_t = 100)]
     data_bytes: usize,
+    /// Keep-alive connections the pushes are spread over (push n on connection n mod K).
+    #[arg(long, value_name = "K", default_value_t = 8)]
+    push_connections: u64,
     /// Seconds of pushing.
     #[arg(long, value_name = "SECS", default_value_t = 1800.0)]
     duration: f64,
@@ -258,6 +261,7 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
         Arc::clone(&ledger),
         args.rate,
         args.data_bytes,
+        args.push_connections,
         Arc::clone(&published),
     ));
     let server = args.server_pid.map(Process::pid);
