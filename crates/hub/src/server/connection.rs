@@ -124,6 +124,18 @@ fn start_events(
         Err(SubscribeError::Closed) => {
             return Err((socket, short_response(StatusCode::NO_CONTENT, "")));
         }
+        Err(error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. })) => {
+            // A stream that tells the client when to come back, as the axum handler answers
+            // (a 503 would make a browser give up for good).
+            tracing::debug!(%peer, uid, %error, "stream refused");
+            let (body, retry_after) =
+                crate::admission::over_capacity_body(hub.config().over_capacity_retry);
+            let mut headers = hub.config().stream_headers.clone();
+            headers.insert(http::header::RETRY_AFTER, retry_after.into());
+            head = stream_head(&headers);
+            head.extend_from_slice(&body);
+            None
+        }
         Err(error @ SubscribeError::EmptyUid) => {
             return Err((
                 socket,

@@ -33,7 +33,7 @@ pub(super) struct EventStream {
     write_timeout: Duration,
     /// Made when a write first blocks (an idle or keeping-up stream never has one).
     stall: Option<Pin<Box<Sleep>>>,
-    /// Whether `stall` times the current chunk.
+    /// Whether `stall` is armed for the current wait (since the last byte written).
     stalled: bool,
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
@@ -47,7 +47,7 @@ pub(super) enum End {
     Hub,
     /// The client closed its side.
     ClientClosed,
-    /// A chunk could not be written within the write timeout: the client does not read.
+    /// The socket took nothing for the write timeout: the client does not read.
     WriteTimeout,
     /// The client sent more than [`MAX_DISCARDED`] bytes after its request.
     TooMuchInput,
@@ -160,9 +160,9 @@ impl EventStream {
                 }
                 Poll::Ready(Ok(written)) => {
                     self.pending.advance(written);
-                    if self.pending.is_empty() {
-                        self.stalled = false;
-                    }
+                    // The write timeout measures progress, not chunks: any byte taken restarts
+                    // it, so a slow but steady reader of a large chunk is not cut off.
+                    self.stalled = false;
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
                 Poll::Pending => return self.poll_stall(cx),
@@ -170,7 +170,7 @@ impl EventStream {
         }
     }
 
-    /// The socket is full: `Ready` once the current chunk has waited longer than the timeout.
+    /// The socket is full: `Ready` once nothing was written for longer than the timeout.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         if !self.stalled {
             self.stalled = true;
