@@ -49,6 +49,7 @@ mod head;
 mod prefixed;
 mod response;
 mod stream;
+mod unsent;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
