@@ -144,7 +144,8 @@ impl Hub {
             .map(|store| Sequencer::new(store, config.store_timeout));
         let replay_turns = config
             .max_concurrent_replays
-            .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers));
+            .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers))
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Self {
             shared: Arc::new(Shared {
                 replay_turns: Arc::new(tokio::sync::Semaphore::new(replay_turns)),
