@@ -344,7 +344,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`SubscribeError`] for an empty uid or a closed hub.
+    /// [`SubscribeError`] for an empty uid, a closed hub, or a hub at one of its stream caps
+    /// ([`HubBuilder::max_streams`], [`HubBuilder::max_streams_per_uid`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
