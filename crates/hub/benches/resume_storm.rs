@@ -128,7 +128,11 @@ fn main() {
             storm(builder.build().unwrap(), clients, missed).await
         });
         std::fs::remove_dir_all(&dir).ok();
-        let label = if limit == 0 { "none".to_owned() } else { limit.to_string() };
+        let label = if limit == 0 {
+            "none".to_owned()
+        } else {
+            limit.to_string()
+        };
         println!(
             "{label:>12} | {:>9.2} s | {:>16} | {:>8.1?} | {:>8.1?} | {:>8.1?}",
             outcome.resumed.as_secs_f64(),

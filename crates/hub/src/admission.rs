@@ -107,6 +107,8 @@ pub fn default_max_connections() -> usize {
     open_file_limit().map_or(usize::MAX, max_connections_for)
 }
 
+// Used by the HTTP front ends only.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 /// `base` plus up to as much again, at random: the wait given to one refused client.
 pub(crate) fn jittered(base: Duration) -> Duration {
     // A fresh `RandomState` is randomly keyed: hashing anything gives an unpredictable number,
@@ -116,6 +118,8 @@ pub(crate) fn jittered(base: Duration) -> Duration {
     base + base.mul_f64(fraction)
 }
 
+// Used by the HTTP front ends only.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 /// The body of the stream that refuses a client over a cap (a comment and a `retry:` of the
 /// jittered wait, then the end), and the same wait in whole seconds for `Retry-After`.
 pub(crate) fn over_capacity_body(base: Duration) -> (bytes::Bytes, u64) {
@@ -125,6 +129,8 @@ pub(crate) fn over_capacity_body(base: Duration) -> (bytes::Bytes, u64) {
     (body.freeze(), retry_after_secs(wait))
 }
 
+// Used by the HTTP front ends only.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 /// Whole seconds for a `Retry-After` header, rounded up (a client must not come back early).
 pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

@@ -137,7 +137,8 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
 /// to the hub's over-capacity wait (jittered) and ends, so browsers and ssehub clients come back
 /// later (on `503` they would give up for good); `Retry-After` says the same to everyone else.
 fn over_capacity(hub: &Hub) -> Response {
-    let (body, retry_after) = crate::admission::over_capacity_body(hub.config().over_capacity_retry);
+    let (body, retry_after) =
+        crate::admission::over_capacity_body(hub.config().over_capacity_retry);
     let mut response = event_stream(Body::from(body));
     response
         .headers_mut()

@@ -70,7 +70,10 @@ impl Registry {
         let mut shard = self.shard_of(uid);
         // The uid's count is exact under its shard's lock; the global one is reserved with a
         // compare-and-swap, so concurrent subscribes on other shards never overshoot it.
-        if shard.get(uid).is_some_and(|list| list.len() >= caps.per_uid) {
+        if shard
+            .get(uid)
+            .is_some_and(|list| list.len() >= caps.per_uid)
+        {
             return Err(SubscribeError::UidAtCapacity {
                 limit: caps.per_uid,
             });

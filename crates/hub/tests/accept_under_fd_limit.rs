@@ -182,7 +182,10 @@ async fn wait_for(socket: &mut TcpStream, needle: &str) {
     let mut buf = BytesMut::new();
     tokio::time::timeout(PATIENCE, async {
         while !String::from_utf8_lossy(&buf).contains(needle) {
-            assert!(socket.read_buf(&mut buf).await.unwrap() > 0, "the stream ended");
+            assert!(
+                socket.read_buf(&mut buf).await.unwrap() > 0,
+                "the stream ended"
+            );
         }
     })
     .await
@@ -253,7 +256,11 @@ async fn under_256_descriptors_everyone_is_answered_and_push_still_works() {
             Ok(Err(error)) => panic!("{error}"),
         }
     }
-    assert!(idle.len() <= 240 - 224, "{} idle connections admitted", idle.len());
+    assert!(
+        idle.len() <= 240 - 224,
+        "{} idle connections admitted",
+        idle.len()
+    );
     assert_eq!(unavailable + idle.len(), 40);
 }
 
@@ -293,7 +300,10 @@ async fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     let before = server.cpu_time();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let spent = server.cpu_time() - before;
-    assert!(spent < Duration::from_millis(200), "{spent:?} of CPU in 1 s");
+    assert!(
+        spent < Duration::from_millis(200),
+        "{spent:?} of CPU in 1 s"
+    );
     assert!(!waiting.is_finished());
 
     // A stream ends: its descriptor goes to the waiting client at once.
@@ -302,7 +312,10 @@ async fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     let (answer, _socket) = waiting.await.unwrap().expect("never answered");
     assert_eq!(answer, Answer::Stream);
     let took = freed.elapsed();
-    assert!(took < Duration::from_millis(500), "answered {took:?} after a stream ended");
+    assert!(
+        took < Duration::from_millis(500),
+        "answered {took:?} after a stream ended"
+    );
     let (answer, _another) = attempt(addr, "later", PATIENCE).await.unwrap();
     assert_eq!(answer, Answer::Stream);
 }

@@ -158,12 +158,20 @@ async fn streams_over_the_hub_caps_are_told_to_come_back_on_the_axum_path() {
     let _alice = server.subscribe("alice").await;
     for uid in ["alice", "bob"] {
         // alice over her cap; then, with bob in, carol over the hub's.
-        let mut socket = send(server.addr, &format!("GET /events?uid={uid} HTTP/1.1\r\nHost: t\r\n\r\n")).await;
+        let mut socket = send(
+            server.addr,
+            &format!("GET /events?uid={uid} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        )
+        .await;
         if uid == "bob" {
             let (head, _) = read_head(&mut socket).await;
             assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
             assert!(header(&head, "retry-after").is_none(), "{head}");
-            let mut carol = send(server.addr, "GET /events?uid=carol HTTP/1.1\r\nHost: t\r\n\r\n").await;
+            let mut carol = send(
+                server.addr,
+                "GET /events?uid=carol HTTP/1.1\r\nHost: t\r\n\r\n",
+            )
+            .await;
             let (head, _) = read_head(&mut carol).await;
             assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
             assert!(header(&head, "retry-after").is_some(), "{head}");
@@ -179,7 +187,10 @@ async fn streams_over_the_hub_caps_are_told_to_come_back_on_the_axum_path() {
         }
     }
     assert_eq!(
-        server.hub.subscribe("dave", SubscribeOptions::default()).unwrap_err(),
+        server
+            .hub
+            .subscribe("dave", SubscribeOptions::default())
+            .unwrap_err(),
         SubscribeError::AtCapacity { limit: 2 }
     );
 }
@@ -225,7 +236,10 @@ async fn a_refused_client_comes_back_and_gets_in_once_a_slot_frees() {
         if receipt.connections == 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the client never got in");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never got in"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let event = within(reading).await.unwrap().unwrap();
@@ -244,17 +258,27 @@ async fn over_the_connection_cap_the_lean_server_answers_503_with_retry_after() 
     // Both slots taken (a stream and a connection that has sent nothing yet).
     let mut over = within(TcpStream::connect(addr)).await.unwrap();
     let (head, rest) = read_head(&mut over).await;
-    assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{head}"
+    );
     let retry_after: u64 = header(&head, "retry-after").unwrap().parse().unwrap();
     assert!((3..=7).contains(&retry_after), "{head}");
-    assert!(read_to_end(&mut over, rest).await.contains("connection limit"));
+    assert!(
+        read_to_end(&mut over, rest)
+            .await
+            .contains("connection limit")
+    );
 
     // A slot given back is taken by the next connection.
     drop(idle);
     let mut push = None;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while push.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
         let mut socket = send(addr, &push_request(r#"{"events":[{"data":"x"}]}"#)).await;
         let (head, _) = read_head(&mut socket).await;
         if head.starts_with("HTTP/1.1 200 OK\r\n") {
@@ -302,14 +326,21 @@ async fn a_slow_steady_reader_keeps_its_stream_and_a_stalled_one_is_dropped() {
     let mut stalled_dropped_after = None;
     while start.elapsed() < Duration::from_secs(2) {
         let n = within(slow.read(&mut scratch)).await.unwrap();
-        assert!(n > 0, "the slow reader was cut off after {:?}", start.elapsed());
+        assert!(
+            n > 0,
+            "the slow reader was cut off after {:?}",
+            start.elapsed()
+        );
         taken += n;
         if stalled_dropped_after.is_none() && hub.stats().connections == 1 {
             stalled_dropped_after = Some(start.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(taken < data.len(), "the reader must still be behind ({taken})");
+    assert!(
+        taken < data.len(),
+        "the reader must still be behind ({taken})"
+    );
     let dropped = stalled_dropped_after.expect("the stalled client was not dropped");
     assert!(dropped >= timeout, "{dropped:?}");
     let receipt = hub.push(["slow"], [Event::new("next")]).await.unwrap();
@@ -317,7 +348,8 @@ async fn a_slow_steady_reader_keeps_its_stream_and_a_stalled_one_is_dropped() {
     drop(stalled);
 }
 
-const PUSH_HEAD: &str = "POST /push HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n";
+const PUSH_HEAD: &str =
+    "POST /push HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n";
 
 /// A `POST /push` whose body trickles in gets `408` at the request timeout, and a graceful
 /// shutdown while a body trickles returns in bounded time.
@@ -374,8 +406,15 @@ async fn a_trickled_push_body_gets_408_and_does_not_hold_shutdown() {
     let started = tokio::time::Instant::now();
     let push = send(addr, PUSH_HEAD).await;
     let response = within(trickle(push)).await;
-    assert!(response.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{response:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        response.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{response:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A second trickler, inside its handler, then shut down while it trickles.
     let slow = send(addr, &PUSH_HEAD.replace("/push", "/slow")).await;
@@ -384,7 +423,11 @@ async fn a_trickled_push_body_gets_408_and_does_not_hold_shutdown() {
     stop.send(()).unwrap();
     let stopping = tokio::time::Instant::now();
     within(serving).await.unwrap();
-    assert!(stopping.elapsed() < Duration::from_secs(2), "{:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
     let response = within(trickling).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 408"), "{response:?}");
 }
@@ -410,7 +453,10 @@ async fn requests_over_the_fallback_limit_get_503_at_once() {
             break;
         }
         // The holder's request may not have reached the router yet.
-        assert!(tokio::time::Instant::now() < deadline, "never refused: {head}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refused: {head}"
+        );
     }
 }
 
@@ -499,7 +545,10 @@ async fn at_most_the_replay_limit_read_the_store_and_pushes_go_on() {
     gate.add_permits(1_000);
     for reader in readers {
         let text = within(reader).await.unwrap();
-        let data: Vec<_> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        let data: Vec<_> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
         assert_eq!(data, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "live"]);
     }
     assert_eq!(most.load(Ordering::SeqCst), 2, "reads at once");

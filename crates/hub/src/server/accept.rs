@@ -169,7 +169,10 @@ mod tests {
         set_liveness(&socket, Duration::from_secs(60)).unwrap();
         let socket = socket2::SockRef::from(&socket);
         assert!(socket.keepalive().unwrap());
-        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(30)
+        );
         #[cfg(target_os = "linux")]
         {
             assert_eq!(

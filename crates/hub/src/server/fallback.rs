@@ -35,9 +35,9 @@ pub(super) fn guard(
     // `ConcurrencyLimitLayer` would give each its own limit.
     let semaphore = Arc::new(tokio::sync::Semaphore::new(max_requests));
     let layers = tower::ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |error: tower::BoxError| async move {
-            refusal(&error, over_capacity_retry)
-        }))
+        .layer(HandleErrorLayer::new(
+            move |error: tower::BoxError| async move { refusal(&error, over_capacity_retry) },
+        ))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
             semaphore,

@@ -59,7 +59,10 @@ mod tests {
         // The acknowledgements arrive a moment after the reads.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while unsent_bytes(&server).unwrap() >= before {
-            assert!(tokio::time::Instant::now() < deadline, "the queue never shrank");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the queue never shrank"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         server.shutdown().await.ok();
