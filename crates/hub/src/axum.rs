@@ -125,8 +125,25 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
             // their reconnection time (a 503 would make a browser give up for good).
             event_stream(Body::from(":restarting\n"))
         }
+        Err(error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. })) => {
+            tracing::debug!(uid, %error, "stream refused");
+            over_capacity(hub)
+        }
         Err(error @ SubscribeError::EmptyUid) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
     }
+}
+
+/// The answer to a stream over a cap: a `200` stream that sets the client's reconnection time
+/// to the hub's over-capacity wait (jittered) and ends, so browsers and ssehub clients come back
+/// later (on `503` they would give up for good); `Retry-After` says the same to everyone else.
+fn over_capacity(hub: &Hub) -> Response {
+    let (body, retry_after) =
+        crate::admission::over_capacity_body(hub.config().over_capacity_retry);
+    let mut response = event_stream(Body::from(body));
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
 }
 
 /// A `200` event-stream response with `body`.

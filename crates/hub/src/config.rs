@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use ssehub_wire::Event;
 
 use crate::limits::PushLimits;
+use crate::registry::Caps;
 use crate::store::Store;
 use crate::{Hub, SlowClientPolicy};
 
@@ -26,6 +27,12 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many events a resend reads from the store at a time (and writes as one chunk).
 pub const DEFAULT_RESEND_PAGE_SIZE: usize = 256;
+
+/// The default number of replays that read the store at once: twice the workers, at least 4
+/// (see [`HubBuilder::max_concurrent_replays`]).
+pub(crate) fn default_concurrent_replays(workers: usize) -> usize {
+    (workers * 2).max(4)
+}
 
 /// Everything the hub needs to know, fixed when it is built.
 #[derive(Clone)]
@@ -47,6 +54,11 @@ pub(crate) struct Config {
     // What a push may carry (see `limits.rs`).
     pub(crate) limits: PushLimits,
     pub(crate) reserved_over_http: bool,
+    // Admission (see `admission.rs`).
+    pub(crate) caps: Caps,
+    pub(crate) over_capacity_retry: Duration,
+    /// `None`: derived from the workers when built.
+    pub(crate) max_concurrent_replays: Option<usize>,
 }
 
 impl Default for Config {
@@ -74,6 +86,12 @@ impl Default for Config {
             batch_delay: None,
             limits: PushLimits::default(),
             reserved_over_http: false,
+            caps: Caps {
+                streams: crate::admission::default_max_streams(),
+                per_uid: usize::MAX,
+            },
+            over_capacity_retry: crate::admission::DEFAULT_OVER_CAPACITY_RETRY,
+            max_concurrent_replays: None,
         }
     }
 }
@@ -97,6 +115,9 @@ impl fmt::Debug for Config {
             .field("batch_delay", &self.batch_delay)
             .field("limits", &self.limits)
             .field("reserved_over_http", &self.reserved_over_http)
+            .field("caps", &self.caps)
+            .field("over_capacity_retry", &self.over_capacity_retry)
+            .field("max_concurrent_replays", &self.max_concurrent_replays)
             .finish()
     }
 }
@@ -307,6 +328,90 @@ impl HubBuilder {
     /// ```
     pub fn resend_page_size(mut self, events: usize) -> Self {
         self.config.resend_page_size = events.max(1);
+        self
+    }
+
+    /// How many replays (resends from the store to reconnecting clients) read the store at
+    /// once; the others wait their turn. Default: twice the [workers](HubBuilder::workers), at
+    /// least 4; at least 1.
+    ///
+    /// After a restart every client reconnects at once with a `Last-Event-ID`. Unlimited, their
+    /// reads would queue by the thousand on the store (and on the blocking threads the embedded
+    /// store reads on), and the committer's saves, so every push, would wait behind them. The
+    /// limit applies to each store read (locating the client's id, each page), and a replay
+    /// waiting for its turn holds no page; a read's [store timeout](HubBuilder::store_timeout)
+    /// starts once it has its turn.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .store(ssehub_hub::store::MemoryStore::new(1_000))
+    ///     .resend(true)
+    ///     .max_concurrent_replays(16)
+    ///     .build().unwrap();
+    /// ```
+    pub fn max_concurrent_replays(mut self, replays: usize) -> Self {
+        self.config.max_concurrent_replays = Some(replays.max(1));
+        self
+    }
+
+    /// How many event streams the hub serves at once, on any front end; past it
+    /// [`Hub::subscribe`] fails with [`SubscribeError::AtCapacity`](crate::SubscribeError::AtCapacity)
+    /// and the HTTP front ends tell the client to come back later (see
+    /// [`over_capacity_retry`](HubBuilder::over_capacity_retry)). Default
+    /// [`admission::default_max_streams`](crate::admission::default_max_streams): the process's
+    /// open-file limit less a reserve for publishers, the store and logs, read when the builder
+    /// is made (no cap without an open-file limit). `usize::MAX` turns the cap off, for hubs
+    /// whose subscriptions hold no socket.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().max_streams(2).build().unwrap();
+    /// let _a = hub.subscribe("alice", Default::default()).unwrap();
+    /// let _b = hub.subscribe("bob", Default::default()).unwrap();
+    /// assert_eq!(
+    ///     hub.subscribe("carol", Default::default()).unwrap_err(),
+    ///     ssehub_hub::SubscribeError::AtCapacity { limit: 2 }
+    /// );
+    /// ```
+    pub fn max_streams(mut self, streams: usize) -> Self {
+        self.config.caps.streams = streams;
+        self
+    }
+
+    /// How many event streams one uid may hold at once; past it [`Hub::subscribe`] fails with
+    /// [`SubscribeError::UidAtCapacity`](crate::SubscribeError::UidAtCapacity). Default: no
+    /// cap, since some applications subscribe every anonymous visitor under one uid. Where a
+    /// uid is a user, a cap (a browser opens at most 6 HTTP/1.1 connections per host, so 16 or
+    /// 32 leaves room for several devices) keeps one account from taking every stream slot.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().max_streams_per_uid(1).build().unwrap();
+    /// let _a = hub.subscribe("alice", Default::default()).unwrap();
+    /// assert!(hub.subscribe("alice", Default::default()).is_err());
+    /// assert!(hub.subscribe("bob", Default::default()).is_ok());
+    /// ```
+    pub fn max_streams_per_uid(mut self, streams: usize) -> Self {
+        self.config.caps.per_uid = streams;
+        self
+    }
+
+    /// How long a client refused for capacity is told to wait: the HTTP front ends answer an
+    /// event-stream request over a cap with a stream that sets `retry:` to this wait plus up to
+    /// as much again at random (so a refused crowd comes back spread out) and ends at once, with
+    /// the same wait in `Retry-After`. Default
+    /// [`admission::DEFAULT_OVER_CAPACITY_RETRY`](crate::admission::DEFAULT_OVER_CAPACITY_RETRY).
+    ///
+    /// A stream rather than `503`: a browser's `EventSource` (and the ssehub client, unless
+    /// told to retry HTTP errors) gives up for good on any status but `200`, while an ended
+    /// stream makes it reconnect after its reconnection time. The lean server's connection cap,
+    /// which answers before reading a request, does send `503` with `Retry-After`.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .over_capacity_retry(std::time::Duration::from_secs(10))
+    ///     .build().unwrap();
+    /// ```
+    pub fn over_capacity_retry(mut self, wait: Duration) -> Self {
+        self.config.over_capacity_retry = wait;
         self
     }
 

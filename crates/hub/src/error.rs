@@ -182,15 +182,39 @@ pub enum SubscribeError {
     /// clients should try again, possibly on another node (the axum handler answers with a stream
     /// that ends at once, so that clients reconnect after their reconnection time).
     Restarting,
+    /// The hub already serves [`HubBuilder::max_streams`](crate::HubBuilder::max_streams)
+    /// streams. The HTTP front ends answer with a stream that ends at once after a `retry:` of
+    /// the hub's over-capacity wait, so that clients come back later.
+    AtCapacity {
+        /// The configured cap.
+        limit: usize,
+    },
+    /// This uid already has
+    /// [`HubBuilder::max_streams_per_uid`](crate::HubBuilder::max_streams_per_uid) streams;
+    /// answered as [`AtCapacity`](Self::AtCapacity).
+    UidAtCapacity {
+        /// The configured cap.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for SubscribeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::EmptyUid => "a subscriber's uid must not be empty",
-            Self::Closed => "the hub is closed",
-            Self::Restarting => "the hub is restarting; reconnect shortly",
-        })
+        match self {
+            Self::EmptyUid => f.write_str("a subscriber's uid must not be empty"),
+            Self::Closed => f.write_str("the hub is closed"),
+            Self::Restarting => f.write_str("the hub is restarting; reconnect shortly"),
+            Self::AtCapacity { limit } => write!(
+                f,
+                "the hub serves its maximum of {limit} streams; try again later \
+                 (raise HubBuilder::max_streams, or the open-file limit it derives from)"
+            ),
+            Self::UidAtCapacity { limit } => write!(
+                f,
+                "this uid already has its maximum of {limit} streams; close one \
+                 (or raise HubBuilder::max_streams_per_uid)"
+            ),
+        }
     }
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     close_event: Bytes,
     /// Saves and orders pushes when the hub has a store.
     pub(crate) sequencer: Option<Sequencer>,
+    /// Turns for replays to read the store (`HubBuilder::max_concurrent_replays`).
+    pub(crate) replay_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a successful push did.
@@ -140,8 +142,13 @@ impl Hub {
             .store
             .clone()
             .map(|store| Sequencer::new(store, config.store_timeout));
+        let replay_turns = config
+            .max_concurrent_replays
+            .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers))
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         Self {
             shared: Arc::new(Shared {
+                replay_turns: Arc::new(tokio::sync::Semaphore::new(replay_turns)),
                 registry: Registry::new(config.workers),
                 rules: Rules {
                     events: config.connection_buffer,
@@ -337,7 +344,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`SubscribeError`] for an empty uid or a closed hub.
+    /// [`SubscribeError`] for an empty uid, a closed hub, or a hub at one of its stream caps
+    /// ([`HubBuilder::max_streams`], [`HubBuilder::max_streams_per_uid`]).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -357,7 +365,7 @@ impl Hub {
             return Err(SubscribeError::EmptyUid);
         }
         self.check_open()?;
-        let connection = self.shared.registry.insert(uid);
+        let connection = self.shared.registry.insert(uid, self.shared.config.caps)?;
         let subscription = Subscription::new(Arc::clone(&self.shared), connection, options);
         // Closing may have snapshotted the registry just before the insert: look again.
         self.check_open()?;

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod config;

@@ -8,9 +8,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::SubscribeError;
 use crate::outbox::Connection;
 
 type Shard = HashMap<Arc<str>, Vec<Arc<Connection>>>;
+
+/// How many connections the registry takes: in all, and per uid.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    pub(crate) streams: usize,
+    pub(crate) per_uid: usize,
+}
 
 /// Connections by uid. A uid's connections live in one shard picked by hashing the uid, so a
 /// uni-cast locks one shard and a broadcast locks each shard in turn; connects and disconnects
@@ -56,10 +64,28 @@ impl Registry {
         self.shards.len()
     }
 
-    /// Registers a new connection for `uid`.
-    pub(crate) fn insert(&self, uid: &str) -> Arc<Connection> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Registers a new connection for `uid`, unless the hub holds `caps.streams` connections
+    /// or `uid` holds `caps.per_uid`.
+    pub(crate) fn insert(&self, uid: &str, caps: Caps) -> Result<Arc<Connection>, SubscribeError> {
         let mut shard = self.shard_of(uid);
+        // The uid's count is exact under its shard's lock; the global one is reserved with a
+        // compare-and-swap, so concurrent subscribes on other shards never overshoot it.
+        if shard
+            .get(uid)
+            .is_some_and(|list| list.len() >= caps.per_uid)
+        {
+            return Err(SubscribeError::UidAtCapacity {
+                limit: caps.per_uid,
+            });
+        }
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < caps.streams).then_some(n + 1)
+            })
+            .map_err(|_| SubscribeError::AtCapacity {
+                limit: caps.streams,
+            })?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let connection = match shard.get_key_value(uid) {
             // Share the uid's allocation between its connections.
             Some((key, _)) => Arc::new(Connection::new(id, Arc::clone(key))),
@@ -72,8 +98,7 @@ impl Registry {
             .entry(Arc::clone(&connection.uid))
             .or_default()
             .push(Arc::clone(&connection));
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        connection
+        Ok(connection)
     }
 
     /// Removes a connection; removing it twice is harmless.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ssehub_wire::Event;
+use tokio::sync::Semaphore;
 
 use crate::store::{ListQuery, Page, Store, StoreError};
 
@@ -32,15 +33,27 @@ pub(crate) struct Replay {
     query: ListQuery,
     /// How long each store call may take.
     timeout: Duration,
+    /// The hub's replay turns: each store call takes one (`HubBuilder::max_concurrent_replays`).
+    turns: Arc<Semaphore>,
     state: State,
 }
 
-/// A store call that fails once `timeout` has passed: a resend never waits forever.
+/// A store call made once a turn is free, that fails once `timeout` has passed after that: a
+/// resend never waits forever for the store, and a crowd of resends cannot queue more reads on
+/// it than there are turns. `call` must not have started (an `async` block): it runs, and holds
+/// a page, only while it has its turn.
 fn deadline<T: Send + 'static>(
+    turns: &Arc<Semaphore>,
     timeout: Duration,
     call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> StoreFuture<T> {
+    let turns = Arc::clone(turns);
     Box::pin(async move {
+        // The hub never closes the semaphore; the error cannot happen.
+        let _turn = turns
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::backend("the hub's replay turns were closed"))?;
         tokio::time::timeout(timeout, call)
             .await
             .unwrap_or_else(|_| {
@@ -78,19 +91,21 @@ impl Replay {
         event_type: Option<String>,
         page_size: usize,
         timeout: Duration,
+        turns: Arc<Semaphore>,
     ) -> Self {
         let mut query = ListQuery::new(uid, 0, page_size);
         query.event_type = event_type;
         let locate = {
             let store = Arc::clone(&store);
             let id = last_event_id.clone();
-            deadline(timeout, async move { store.seq_of(&id).await })
+            deadline(&turns, timeout, async move { store.seq_of(&id).await })
         };
         Self {
             store,
             last_event_id,
             query,
             timeout,
+            turns,
             state: State::Locating(locate),
         }
     }
@@ -98,7 +113,7 @@ impl Replay {
     fn list_next(&mut self) {
         let store = Arc::clone(&self.store);
         let query = self.query.clone();
-        self.state = State::Listing(deadline(self.timeout, async move {
+        self.state = State::Listing(deadline(&self.turns, self.timeout, async move {
             store.list_after(&query).await
         }));
     }

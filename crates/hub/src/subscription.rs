@@ -128,6 +128,7 @@ impl Subscription {
                     options.event_type.clone().filter(|t| !t.is_empty()),
                     config.resend_page_size,
                     config.store_timeout,
+                    Arc::clone(&shared.replay_turns),
                 )))
             }
             _ => None,

@@ -174,6 +174,18 @@ async fn start_events(
             let response = answer(inner, StatusCode::NO_CONTENT, "", head_only);
             return Decision::Answer(socket, response);
         }
+        Err(error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. })) => {
+            // A stream that tells the client when to come back, as the axum handler answers
+            // (a 503 would make a browser give up for good).
+            tracing::debug!(%peer, uid, %error, "stream refused");
+            let (body, retry_after) =
+                crate::admission::over_capacity_body(hub.config().over_capacity_retry);
+            let mut headers = hub.config().stream_headers.clone();
+            headers.insert(http::header::RETRY_AFTER, retry_after.into());
+            head = stream_head(&headers);
+            head.extend_from_slice(&body);
+            None
+        }
         Err(error @ SubscribeError::EmptyUid) => {
             let response = answer(
                 inner,

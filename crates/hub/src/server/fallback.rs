@@ -4,9 +4,13 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -15,6 +19,62 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::prefixed::Prefixed;
+
+/// `router` behind the limits every fallback request gets: at most `max_requests` at once over
+/// the whole server (past it `503` with `Retry-After` at once: waiting would hold memory and a
+/// connection for each), and `timeout` from the head to the response, reading the body
+/// included (past it `408`: a trickled body can hold neither a connection nor a graceful
+/// shutdown for longer).
+pub(super) fn guard(
+    router: Router,
+    timeout: Duration,
+    max_requests: usize,
+    over_capacity_retry: Duration,
+) -> Router {
+    // One semaphore for every route: `Router::layer` layers each route on its own, and a plain
+    // `ConcurrencyLimitLayer` would give each its own limit.
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(max_requests));
+    let layers = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(
+            move |error: tower::BoxError| async move { refusal(&error, over_capacity_retry) },
+        ))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            semaphore,
+        ))
+        .timeout(timeout);
+    // The application's router, routes and fallback alike, as the fallback of one that adds
+    // the limits.
+    Router::new().fallback_service(router).layer(layers)
+}
+
+/// The answer to a request the limits stopped.
+fn refusal(error: &tower::BoxError, over_capacity_retry: Duration) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        let message = "the request took longer than the server's request timeout";
+        // The body may be half read: the connection cannot carry another request.
+        let mut response = (StatusCode::REQUEST_TIMEOUT, message).into_response();
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        response
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        let wait = crate::admission::jittered(over_capacity_retry);
+        let retry_after = crate::admission::retry_after_secs(wait);
+        let message = "the server is handling its maximum of requests; try again later";
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, retry_after.to_string())],
+            message,
+        )
+            .into_response()
+    } else {
+        // The router itself never fails (its error type is `Infallible`).
+        tracing::error!(%error, "fallback request failed");
+        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+    }
+}
 
 /// Serves the connection with hyper (HTTP/1.1, keep-alive, upgrades) until it ends, or until
 /// shutdown, after which hyper finishes the request in progress and closes.

@@ -47,6 +47,7 @@
 //!
 //! [`Subscription`]: crate::Subscription
 
+mod accept;
 mod authenticate;
 mod connection;
 mod fallback;
@@ -54,6 +55,7 @@ mod head;
 mod prefixed;
 mod response;
 mod stream;
+mod unsent;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -79,6 +81,14 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default time a new connection has to send its first request head (hyper's default for
 /// the same).
 pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time after which a peer that stopped answering (vanished without closing) is
+/// dropped: keepalive probes and `TCP_USER_TIMEOUT` on every accepted socket.
+pub const DEFAULT_DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default time a fallback request may take from its head to its response, reading its
+/// body included; past it the answer is `408`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default number of fallback requests handled at once; past it the answer is `503`.
+pub const DEFAULT_MAX_FALLBACK_REQUESTS: usize = 1024;
 
 /// Serves a [`Hub`]'s event streams on a lean path and everything else with an axum
 /// [`Router`]. Cheap to clone. See the [module](self) for what it does and why.
@@ -102,6 +112,8 @@ struct Inner {
     fallback: Router,
     write_timeout: Duration,
     head_timeout: Duration,
+    dead_peer_timeout: Option<Duration>,
+    max_connections: usize,
     http1: hyper::server::conn::http1::Builder,
 }
 
@@ -136,6 +148,10 @@ impl Server {
             fallback: Router::new(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
+            dead_peer_timeout: Some(DEFAULT_DEAD_PEER_TIMEOUT),
+            max_connections: crate::admission::default_max_connections(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_fallback_requests: DEFAULT_MAX_FALLBACK_REQUESTS,
         }
     }
 
@@ -164,6 +180,8 @@ impl fmt::Debug for Server {
             .field("events_path", &self.inner.events_path)
             .field("write_timeout", &self.inner.write_timeout)
             .field("head_timeout", &self.inner.head_timeout)
+            .field("dead_peer_timeout", &self.inner.dead_peer_timeout)
+            .field("max_connections", &self.inner.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +207,10 @@ pub struct ServerBuilder {
     fallback: Router,
     write_timeout: Duration,
     head_timeout: Duration,
+    dead_peer_timeout: Option<Duration>,
+    max_connections: usize,
+    request_timeout: Duration,
+    max_fallback_requests: usize,
 }
 
 impl ServerBuilder {
@@ -218,12 +240,14 @@ impl ServerBuilder {
         self
     }
 
-    /// How long writing one chunk of an event stream (everything the hub had queued for it when
-    /// the socket last had room) may take once the socket is full; past it the connection is
-    /// dropped. Default [`DEFAULT_WRITE_TIMEOUT`]. A client that stops reading would otherwise
-    /// keep its socket (and the kernel's buffers for it) forever; its events in the hub are
-    /// bounded either way, by the slow-client policy. The response heads written before closing
-    /// a refused connection use the same limit.
+    /// How long an event stream's socket may stay full without the client taking a single
+    /// byte; past it the connection is dropped. Default [`DEFAULT_WRITE_TIMEOUT`]. The clock
+    /// restarts with every byte the socket accepts, so it measures progress: a slow but steady
+    /// reader working through a large backlog keeps its stream, one that stopped reading loses
+    /// it. A client that stops reading would otherwise keep its socket (and the kernel's
+    /// buffers for it) forever; its events in the hub are bounded either way, by the
+    /// slow-client policy. The response heads written before closing a refused connection use
+    /// the same limit.
     ///
     /// ```
     /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
@@ -249,6 +273,70 @@ impl ServerBuilder {
         self
     }
 
+    /// How many connections of every kind (event streams, publishers, anything the fallback
+    /// serves) the server keeps open at once. A connection past it is answered `503 Service
+    /// Unavailable` with `Retry-After` (the hub's
+    /// [`over_capacity_retry`](crate::HubBuilder::over_capacity_retry)) before its request is
+    /// read, and closed. Default
+    /// [`admission::default_max_connections`](crate::admission::default_max_connections): the
+    /// process's open-file limit less a reserve, above the hub's default
+    /// [stream cap](crate::HubBuilder::max_streams) so that a `POST /push` still gets in when
+    /// streams hold every slot. Without a cap the process would reach its open-file limit, and
+    /// from there answer nobody.
+    ///
+    /// ```
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    ///     .max_connections(10_000);
+    /// ```
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// How long a peer may go without answering at the TCP level (no acknowledgement of sent
+    /// data, no answer to keepalive probes) before its connection is dropped; `None` leaves the
+    /// kernel's defaults (keepalive off: a vanished peer without pending data holds its socket
+    /// for ever, with pending data for about 15 minutes of retransmissions). Default
+    /// [`DEFAULT_DEAD_PEER_TIMEOUT`]. Applies to every accepted socket, from keepalive probes
+    /// after half the time of silence and, on Linux, `TCP_USER_TIMEOUT`.
+    ///
+    /// ```
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    ///     .dead_peer_timeout(Some(std::time::Duration::from_secs(30)));
+    /// ```
+    pub fn dead_peer_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.dead_peer_timeout = timeout;
+        self
+    }
+
+    /// How long a fallback request may take, from its head to its response (reading its body
+    /// included); past it the answer is `408 Request Timeout` and the connection closes.
+    /// Default [`DEFAULT_REQUEST_TIMEOUT`]. A client trickling a `POST /push` body a byte at a
+    /// time would otherwise hold its connection (and graceful shutdown) for as long as it
+    /// likes. A response's body, once started, is not timed.
+    ///
+    /// ```
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    ///     .request_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How many fallback requests are handled at once, over every connection; a request past it
+    /// is answered `503` with `Retry-After` at once, rather than waiting in memory. Default
+    /// [`DEFAULT_MAX_FALLBACK_REQUESTS`]; at least 1.
+    ///
+    /// ```
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    ///     .max_fallback_requests(256);
+    /// ```
+    pub fn max_fallback_requests(mut self, requests: usize) -> Self {
+        self.max_fallback_requests = requests.max(1);
+        self
+    }
+
     /// Checks the configuration and makes the server.
     ///
     /// # Errors
@@ -269,6 +357,11 @@ impl ServerBuilder {
         for (option, value) in [
             ("write_timeout", self.write_timeout),
             ("head_timeout", self.head_timeout),
+            ("request_timeout", self.request_timeout),
+            (
+                "dead_peer_timeout",
+                self.dead_peer_timeout.unwrap_or(Duration::MAX),
+            ),
         ] {
             if value.is_zero() {
                 return Err(ServerError::ZeroTimeout { option });
@@ -279,14 +372,22 @@ impl ServerBuilder {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(self.head_timeout);
+        let fallback = fallback::guard(
+            self.fallback,
+            self.request_timeout,
+            self.max_fallback_requests,
+            self.hub.config().over_capacity_retry,
+        );
         Ok(Server {
             inner: Arc::new(Inner {
                 hub: self.hub,
                 events_path: self.events_path,
                 authenticate: self.authenticate,
-                fallback: self.fallback,
+                fallback,
                 write_timeout: self.write_timeout,
                 head_timeout: self.head_timeout,
+                dead_peer_timeout: self.dead_peer_timeout,
+                max_connections: self.max_connections,
                 http1,
             }),
         })
@@ -299,6 +400,10 @@ impl fmt::Debug for ServerBuilder {
             .field("events_path", &self.events_path)
             .field("write_timeout", &self.write_timeout)
             .field("head_timeout", &self.head_timeout)
+            .field("dead_peer_timeout", &self.dead_peer_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_fallback_requests", &self.max_fallback_requests)
             .finish_non_exhaustive()
     }
 }
@@ -472,6 +577,8 @@ impl<F> fmt::Debug for WithGracefulShutdown<F> {
 async fn run(inner: Arc<Inner>, listener: TcpListener, signal: impl Future<Output = ()>) {
     let shutdown = CancellationToken::new();
     let connections = TaskTracker::new();
+    let slots = accept::Slots::new(inner.max_connections);
+    let mut backoff = accept::Backoff::default();
     tokio::pin!(signal);
     loop {
         let accepted = tokio::select! {
@@ -482,25 +589,48 @@ async fn run(inner: Arc<Inner>, listener: TcpListener, signal: impl Future<Outpu
             Ok(accepted) => accepted,
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
-                // Out of file descriptors or memory: retrying at once would spin.
-                tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
+                // Out of file descriptors or memory: retrying at once would spin. Wait, longer
+                // each time, or until one of our connections ends and frees a descriptor.
+                // One error line per streak of failures, not one per attempt.
+                if backoff.failing() {
+                    tracing::debug!(%error, "accepting a connection still fails");
+                } else {
+                    tracing::error!(%error, "accepting a connection failed; backing off");
+                }
+                let wait = backoff.next();
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = tokio::time::sleep(wait) => continue,
+                    () = slots.freed() => continue,
                     () = &mut signal => break,
                 }
             }
         };
+        backoff.reset();
         // Each event goes out when written: Nagle's algorithm would hold a small event back
         // until the client acknowledged the previous one.
         if let Err(error) = socket.set_nodelay(true) {
             tracing::debug!(%peer, %error, "TCP_NODELAY failed");
         }
-        connections.spawn(connection::serve(
-            Arc::clone(&inner),
-            socket,
-            peer,
-            shutdown.clone(),
-        ));
+        if let Some(timeout) = inner.dead_peer_timeout
+            && let Err(error) = accept::set_liveness(&socket, timeout)
+        {
+            tracing::debug!(%peer, %error, "setting keepalive / TCP_USER_TIMEOUT failed");
+        }
+        let Some(slot) = slots.take() else {
+            tracing::debug!(%peer, "connection cap reached; answering 503");
+            let wait = crate::admission::jittered(inner.hub.config().over_capacity_retry);
+            connections.spawn(accept::refuse(
+                socket,
+                crate::admission::retry_after_secs(wait),
+                inner.write_timeout,
+            ));
+            continue;
+        };
+        let serving = connection::serve(Arc::clone(&inner), socket, peer, shutdown.clone());
+        connections.spawn(async move {
+            serving.await;
+            drop(slot);
+        });
     }
     drop(listener); // new connections are refused from now on
     shutdown.cancel();

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -33,8 +33,11 @@ pub(super) struct EventStream {
     write_timeout: Duration,
     /// Made when a write first blocks (an idle or keeping-up stream never has one).
     stall: Option<Pin<Box<Sleep>>>,
-    /// Whether `stall` times the current chunk.
+    /// Whether `stall` is armed for the current wait (since the last byte written).
     stalled: bool,
+    /// The kernel's send queue when `stall` was armed: if it shrank when the timer fires, the
+    /// client is reading and the wait starts again.
+    unsent_at_stall: Option<usize>,
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
     discarded: usize,
@@ -47,7 +50,7 @@ pub(super) enum End {
     Hub,
     /// The client closed its side.
     ClientClosed,
-    /// A chunk could not be written within the write timeout: the client does not read.
+    /// The socket took nothing for the write timeout: the client does not read.
     WriteTimeout,
     /// The client sent more than [`MAX_DISCARDED`] bytes after its request.
     TooMuchInput,
@@ -86,6 +89,7 @@ impl EventStream {
             write_timeout,
             stall: None,
             stalled: false,
+            unsent_at_stall: None,
             opening: true,
             discarded: 0,
         }
@@ -160,9 +164,9 @@ impl EventStream {
                 }
                 Poll::Ready(Ok(written)) => {
                     self.pending.advance(written);
-                    if self.pending.is_empty() {
-                        self.stalled = false;
-                    }
+                    // The write timeout measures progress, not chunks: any byte taken restarts
+                    // it, so a slow but steady reader of a large chunk is not cut off.
+                    self.stalled = false;
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
                 Poll::Pending => return self.poll_stall(cx),
@@ -170,19 +174,31 @@ impl EventStream {
         }
     }
 
-    /// The socket is full: `Ready` once the current chunk has waited longer than the timeout.
+    /// The socket is full: `Ready` once the client took nothing for longer than the timeout,
+    /// neither from us (no byte written) nor from the kernel's send queue (which can hold
+    /// megabytes, and reports room only once half of it is free: see `unsent.rs`).
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<End> {
-        if !self.stalled {
-            self.stalled = true;
-            let deadline = Instant::now() + self.write_timeout;
-            match &mut self.stall {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        loop {
+            if !self.stalled {
+                self.stalled = true;
+                self.unsent_at_stall = super::unsent::unsent_bytes(&self.socket);
+                let deadline = Instant::now() + self.write_timeout;
+                match &mut self.stall {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
             }
-        }
-        match &mut self.stall {
-            Some(timer) => timer.as_mut().poll(cx).map(|()| End::WriteTimeout),
-            None => Poll::Pending,
+            let Some(timer) = &mut self.stall else {
+                return Poll::Pending;
+            };
+            ready!(timer.as_mut().poll(cx));
+            let unsent = super::unsent::unsent_bytes(&self.socket);
+            match (self.unsent_at_stall, unsent) {
+                // The queue shrank: the client is reading, only slower than the kernel lets us
+                // see. Wait again from now.
+                (Some(before), Some(now)) if now < before => self.stalled = false,
+                _ => return Poll::Ready(End::WriteTimeout),
+            }
         }
     }
 }
