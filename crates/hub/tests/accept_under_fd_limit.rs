@@ -152,7 +152,7 @@ async fn attempt(addr: SocketAddr, uid: &str, patience: Duration) -> Option<(Ans
     tokio::time::timeout(patience, async {
         let mut socket = TcpStream::connect(addr).await.unwrap();
         socket
-            .write_all(format!("GET /events?uid={uid} HTTP/1.1\r\n\r\n").as_bytes())
+            .write_all(format!("GET /events?uid={uid} HTTP/1.1\r\nHost: hub\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut buf = BytesMut::new();

@@ -93,7 +93,11 @@ fn push_request(body: &str) -> String {
 
 /// Opens `/events?uid=<uid>` and returns the socket once the stream is open (`:ok` read).
 async fn open_stream(addr: SocketAddr, uid: &str) -> TcpStream {
-    let mut socket = send(addr, &format!("GET /events?uid={uid} HTTP/1.1\r\n\r\n")).await;
+    let mut socket = send(
+        addr,
+        &format!("GET /events?uid={uid} HTTP/1.1\r\nHost: hub\r\n\r\n"),
+    )
+    .await;
     let (head, mut rest) = read_head(&mut socket).await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     while !rest.starts_with(b":ok\n") {
@@ -137,13 +141,13 @@ async fn streams_over_the_hub_caps_are_told_to_come_back_on_the_lean_server() {
     let _a2 = open_stream(addr, "alice").await;
 
     // alice is at her cap; bob is not.
-    let mut third = send(addr, "GET /events?uid=alice HTTP/1.1\r\n\r\n").await;
+    let mut third = send(addr, "GET /events?uid=alice HTTP/1.1\r\nHost: hub\r\n\r\n").await;
     assert_refused_stream(&mut third, Duration::from_secs(2)).await;
     let _b1 = open_stream(addr, "bob").await;
     assert_eq!(hub.stats().connections, 3);
 
     // The hub is at its cap: everyone is refused, and the push API still answers.
-    let mut carol = send(addr, "GET /events?uid=carol HTTP/1.1\r\n\r\n").await;
+    let mut carol = send(addr, "GET /events?uid=carol HTTP/1.1\r\nHost: hub\r\n\r\n").await;
     assert_refused_stream(&mut carol, Duration::from_secs(2)).await;
     assert_eq!(hub.stats().connections, 3, "a refused stream holds no slot");
     let mut push = send(addr, &push_request(r#"{"events":[{"data":"hello"}]}"#)).await;
@@ -309,7 +313,7 @@ async fn a_slow_steady_reader_keeps_its_stream_and_a_stalled_one_is_dropped() {
         socket.set_recv_buffer_size(4096).unwrap(); // a small window: the server's socket fills
         let mut socket = within(socket.connect(addr)).await.unwrap();
         socket
-            .write_all(format!("GET /events?uid={uid} HTTP/1.1\r\n\r\n").as_bytes())
+            .write_all(format!("GET /events?uid={uid} HTTP/1.1\r\nHost: hub\r\n\r\n").as_bytes())
             .await
             .unwrap();
         socket

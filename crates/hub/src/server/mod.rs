@@ -285,7 +285,7 @@ impl ServerBuilder {
     /// from there answer nobody.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .max_connections(10_000);
     /// ```
     pub fn max_connections(mut self, connections: usize) -> Self {
@@ -301,7 +301,7 @@ impl ServerBuilder {
     /// after half the time of silence and, on Linux, `TCP_USER_TIMEOUT`.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .dead_peer_timeout(Some(std::time::Duration::from_secs(30)));
     /// ```
     pub fn dead_peer_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -316,7 +316,7 @@ impl ServerBuilder {
     /// likes. A response's body, once started, is not timed.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .request_timeout(std::time::Duration::from_secs(10));
     /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
@@ -329,7 +329,7 @@ impl ServerBuilder {
     /// [`DEFAULT_MAX_FALLBACK_REQUESTS`]; at least 1.
     ///
     /// ```
-    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_| Ok("u".into()))
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
     ///     .max_fallback_requests(256);
     /// ```
     pub fn max_fallback_requests(mut self, requests: usize) -> Self {
