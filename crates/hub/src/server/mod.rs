@@ -42,6 +42,10 @@
 //!
 //! [`Subscription`]: crate::Subscription
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod connection;
 mod fallback;
 mod head;
