@@ -33,6 +33,8 @@ const HAS_ID: u8 = 1;
 const HAS_TYPE: u8 = 2;
 const HAS_RETRY: u8 = 4;
 const HAS_SET: u8 = 8;
+/// Every flag format 2 defines: a record with another one set is damaged.
+const FLAGS: u8 = HAS_ID | HAS_TYPE | HAS_RETRY | HAS_SET;
 
 /// A uid list shared by records.
 pub(crate) type Uids = Arc<[Arc<str>]>;
@@ -101,6 +103,7 @@ pub(crate) fn decode(
         Recipients::All
     };
     let event = reader.event_fields(flags)?;
+    reader.finish()?;
     Ok(Record {
         seq,
         event,
@@ -117,15 +120,21 @@ pub(crate) fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Uids, Store
     if count as usize > bytes.len() / 4 {
         return Err(reader.corrupt(format!("its recipient set {key} is damaged")));
     }
-    (0..count)
+    let uids = (0..count)
         .map(|_| reader.text().map(|uid| Arc::from(uid.as_str())))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Uids::from)
+        .collect::<Result<Vec<_>, _>>()?;
+    reader.finish()?;
+    Ok(uids.into())
 }
 
 /// Format 1, read only to migrate a file to format 2.
 pub(crate) mod v1 {
-    use super::{ALL, Duration, Recipients, Record, StoreError, UNIX_EPOCH};
+    use super::{
+        ALL, Duration, HAS_ID, HAS_RETRY, HAS_TYPE, Recipients, Record, StoreError, UNIX_EPOCH,
+    };
+
+    /// Every flag format 1 defined.
+    const FLAGS: u8 = HAS_ID | HAS_TYPE | HAS_RETRY;
 
     /// Decodes a format-1 record.
     pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Record, StoreError> {
@@ -144,7 +153,11 @@ pub(crate) mod v1 {
             }
         };
         let flags = reader.u8()?;
+        if flags & !FLAGS != 0 {
+            return Err(reader.corrupt(format!("unknown flags {flags:#x}")));
+        }
         let event = reader.event_fields(flags)?;
+        reader.finish()?;
         Ok(Record {
             seq,
             event,
@@ -154,7 +167,7 @@ pub(crate) mod v1 {
     }
 
     /// Encodes a record in format 1, as builds before the format version wrote it.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn encode(record: &Record, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&super::millis(record.saved_at).to_le_bytes());
         match &record.recipients {
@@ -234,7 +247,21 @@ impl Reader<'_> {
             return Err(self.corrupt(format!("it starts with {tag}, not the record tag {TAG}")));
         }
         let saved_at = UNIX_EPOCH + Duration::from_millis(self.u64()?);
-        Ok((saved_at, self.u8()?))
+        let flags = self.u8()?;
+        if flags & !FLAGS != 0 {
+            return Err(self.corrupt(format!("unknown flags {flags:#x}")));
+        }
+        Ok((saved_at, flags))
+    }
+
+    /// Refuses bytes after the last field: a length damaged to less than it was leaves them, and
+    /// the record must not pass for a shorter one.
+    fn finish(&self) -> Result<(), StoreError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(self.corrupt(format!("{} bytes follow its last field", self.bytes.len())))
+        }
     }
 
     fn event_fields(&mut self, flags: u8) -> Result<Event, StoreError> {

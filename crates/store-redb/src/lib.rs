@@ -12,6 +12,10 @@ use ::redb::{
 use ssehub_store::{ListQuery, Page, Recipients, Record, Store, async_trait};
 pub use ssehub_store::{Retention, StoreError};
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod format;
 
 use format::Uids;

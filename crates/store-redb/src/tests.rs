@@ -130,6 +130,46 @@ fn records_round_trip_through_both_formats() {
     assert!(format::decode_set(1, 1, &buf).is_err());
 }
 
+/// Found by the `record` fuzz target: the decoders ignored bytes after the last field, so a
+/// length damaged to less than it was decoded as a shorter record rather than a damaged one.
+#[test]
+fn bytes_after_the_last_field_or_unknown_flags_are_damage() {
+    let record = Record::new(3, Event::new("abcdef").with_id("id3"), Recipients::All);
+    let mut buf = Vec::new();
+    format::encode(&record, None, &mut buf);
+    // The data's length, the last 4 + 6 bytes' first four, damaged from 6 to 2.
+    let at = buf.len() - 10;
+    buf[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+    assert!(matches!(
+        format::decode(3, &buf, |_| unreachable!()),
+        Err(StoreError::Corrupt { seq: 3, reason }) if reason == "4 bytes follow its last field"
+    ));
+
+    let mut v1 = Vec::new();
+    format::v1::encode(&record, &mut v1);
+    v1.push(0);
+    assert!(format::v1::decode(3, &v1).is_err());
+
+    // The fuzzer's own: a set of two empty uids, and two bytes more.
+    let set = [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(format::decode_set(3, 1, &set[..12]).is_ok());
+    assert!(matches!(
+        format::decode_set(3, 1, &set),
+        Err(StoreError::Corrupt { seq: 3, .. })
+    ));
+
+    // A flag no format defines.
+    let mut buf = Vec::new();
+    format::encode(&record, None, &mut buf);
+    buf[9] |= 16;
+    assert!(format::header(3, &buf).is_err());
+    assert!(format::decode(3, &buf, |_| unreachable!()).is_err());
+    let mut v1 = Vec::new();
+    format::v1::encode(&record, &mut v1);
+    v1[12] |= 8; // format 1 had no recipient set flag
+    assert!(format::v1::decode(3, &v1).is_err());
+}
+
 #[tokio::test]
 async fn keeps_history_across_reopening_and_applies_retention() {
     let dir = temp_dir("reopen");

@@ -6,8 +6,7 @@ use std::io;
 use http::request::Parts;
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The head buffer starts this small: a browser's `GET /events` with cookies fits in it.
 pub(super) const INITIAL_HEAD_BUFFER: usize = 1024;
@@ -66,7 +65,7 @@ impl fmt::Display for HeadError {
 /// read shows it is not `GET`/`HEAD <events_path>`, or once the whole head of an event-stream
 /// request is in.
 pub(super) async fn read_route(
-    socket: &mut TcpStream,
+    socket: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
     events_path: &str,
 ) -> Result<Route, HeadError> {

@@ -47,6 +47,10 @@
 //!
 //! [`Subscription`]: crate::Subscription
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 mod accept;
 mod authenticate;
 mod connection;
