@@ -37,6 +37,8 @@ pub enum Verdict {
     Closed,
     /// The head passed its limit.
     TooLarge,
+    /// An event-stream request line passed the head's limit.
+    UriTooLong,
     /// httparse refused the head.
     Parse(httparse::Error),
     /// httparse took it, `http` refused a part.
@@ -95,6 +97,7 @@ pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
         Ok(Route::Other) => Verdict::Other,
         Err(HeadError::Closed) => Verdict::Closed,
         Err(HeadError::TooLarge) => Verdict::TooLarge,
+        Err(HeadError::UriTooLong) => Verdict::UriTooLong,
         Err(HeadError::Parse(error)) => Verdict::Parse(error),
         Err(HeadError::Malformed(what)) => Verdict::Malformed(what),
         Err(HeadError::Io(error)) => Verdict::Io(error.kind()),
