@@ -21,6 +21,9 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use ssehub_hub::server::__fuzz::{End, MAX_HEAD, Outcome, Verdict, read_route};
 
+const EVENTS_PATH: &str = "/events";
+/// As `server/head.rs` (hyper's default).
+const MAX_HEADERS: usize = 100;
 /// A header line to pad heads with, so that inputs reach the limit cheaply.
 const PAD: &[u8] = b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
 
