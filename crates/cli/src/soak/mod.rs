@@ -76,8 +76,10 @@ pub struct Args {
     /// Mean seconds between a slow client's pauses.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pause_every: f64,
-    /// Bytes a second a slow client reads (0: no cap).
-    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 512.0)]
+    /// Bytes a second a slow client reads (0: no cap). Keep it above the stream's own rate: a
+    /// reader slower than its stream on average falls out of any finite history and is told so
+    /// (`history-gap`), which the soak counts as loss.
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 2048.0)]
     slow_rate: f64,
     /// Seconds after the last push for clients to catch up before the check.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
