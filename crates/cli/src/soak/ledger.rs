@@ -117,17 +117,22 @@ impl Ledger {
 #[derive(Debug, Clone)]
 pub struct Seen {
     bits: Vec<u64>,
+    len: u64,
 }
 
 impl Seen {
     pub fn new(pushes: u64) -> Self {
         Self {
             bits: vec![0; usize::try_from(pushes.div_ceil(64)).unwrap_or(0)],
+            len: pushes,
         }
     }
 
     /// Marks `seq`; `false` if it was already marked (a duplicate) or out of range.
     pub fn insert(&mut self, seq: u64) -> bool {
+        if seq >= self.len {
+            return false;
+        }
         let Some(word) = usize::try_from(seq / 64)
             .ok()
             .and_then(|i| self.bits.get_mut(i))
