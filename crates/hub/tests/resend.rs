@@ -310,10 +310,8 @@ impl Store for GatedStore {
     }
 }
 
-#[tokio::test]
-async fn an_event_saved_before_a_replay_and_delivered_after_it_arrives_once() {
-    use futures_util::FutureExt;
-
+/// A hub with resend over a [`GatedStore`], and a handle on that store.
+fn gated_hub() -> (Arc<GatedStore>, Hub) {
     let store = Arc::new(GatedStore {
         inner: Some(MemoryStore::new(100)),
         ..GatedStore::default()
@@ -324,6 +322,14 @@ async fn an_event_saved_before_a_replay_and_delivered_after_it_arrives_once() {
         .heartbeat(None)
         .build()
         .unwrap();
+    (store, hub)
+}
+
+#[tokio::test]
+async fn an_event_saved_before_a_replay_and_delivered_after_it_arrives_once() {
+    use futures_util::FutureExt;
+
+    let (store, hub) = gated_hub();
     let first = push(&hub, &[], "1").await;
 
     // Push 2 is saved, then held before delivery.
@@ -593,16 +599,7 @@ async fn with_a_store_a_client_whose_waits_run_out_is_cut_off_and_catches_up() {
 
 #[tokio::test]
 async fn a_live_event_of_another_type_pushed_during_a_filtered_replay_is_not_lost() {
-    let store = Arc::new(GatedStore {
-        inner: Some(MemoryStore::new(100)),
-        ..GatedStore::default()
-    });
-    let hub = Hub::builder()
-        .store(Arc::clone(&store))
-        .resend(true)
-        .heartbeat(None)
-        .build()
-        .unwrap();
+    let (store, hub) = gated_hub();
     let order = |data: &str| Event::new(data).with_event("order");
     let first = hub.broadcast([order("o1")]).await.unwrap().ids[0].clone();
 
