@@ -326,6 +326,7 @@ impl Connection {
             let Frame::Event(event) = frame else { continue };
             if event.event_type() == HISTORY_GAP {
                 count(&shared.counters.history_gaps);
+                seen.gap_notice(now);
                 continue;
             }
             if let Some(id) = &event.id {

@@ -1,7 +1,7 @@
 //! Who each push was for, whether the hub acknowledged it, and what each client received: the
 //! soak's ground truth.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// The data of a soak push: `{seq} {ts} b` for a broadcast, `{seq} {ts} u{client}` for one
 /// client, then ` x...` up to `len` bytes. Whatever else arrives is somebody else's event (the
@@ -58,6 +58,9 @@ pub struct Ledger {
     recipients: Box<[Recipient]>,
     /// 0: not answered (yet), 1: acknowledged (2xx), 2: refused or failed.
     outcome: Box<[AtomicU8]>,
+    /// When each push was sent (ns since the epoch, 0: not yet): a `history-gap` notice can only
+    /// cover pushes sent before it arrived.
+    sent_ns: Box<[AtomicU64]>,
 }
 
 const ACKED: u8 = 1;
@@ -77,9 +80,11 @@ impl Ledger {
             })
             .collect();
         let outcome = (0..pushes).map(|_| AtomicU8::new(0)).collect();
+        let sent_ns = (0..pushes).map(|_| AtomicU64::new(0)).collect();
         Self {
             recipients,
             outcome,
+            sent_ns,
         }
     }
 
@@ -91,10 +96,22 @@ impl Ledger {
         self.recipients.get(usize::try_from(seq).ok()?).copied()
     }
 
-    pub fn settle(&self, seq: u64, acked: bool) {
-        if let Some(outcome) = usize::try_from(seq).ok().and_then(|i| self.outcome.get(i)) {
+    /// Records that push `seq` went out at `sent_ns`, and whether the hub acknowledged it.
+    pub fn settle(&self, seq: u64, sent_ns: u64, acked: bool) {
+        let Ok(i) = usize::try_from(seq) else { return };
+        if let Some(outcome) = self.outcome.get(i) {
             outcome.store(if acked { ACKED } else { FAILED }, Ordering::Relaxed);
         }
+        if let Some(sent) = self.sent_ns.get(i) {
+            sent.store(sent_ns, Ordering::Relaxed);
+        }
+    }
+
+    fn sent_ns(&self, seq: u64) -> u64 {
+        usize::try_from(seq)
+            .ok()
+            .and_then(|i| self.sent_ns.get(i))
+            .map_or(0, |sent| sent.load(Ordering::Relaxed))
     }
 
     pub fn acked(&self, seq: u64) -> bool {
@@ -113,11 +130,22 @@ impl Ledger {
     }
 }
 
-/// Which pushes one client has received, one bit each.
+/// What one client was owed and did not get, in two kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// Lost without a word: a broken promise.
+    pub silent: u64,
+    /// Sent before a `history-gap` notice that this client then received: the hub said these
+    /// had left its history (a reader slower than its stream for longer than the history lasts).
+    pub after_gap_notice: u64,
+}
+
+/// Which pushes one client has received, one bit each, and when it was last told of a gap.
 #[derive(Debug, Clone)]
 pub struct Seen {
     bits: Vec<u64>,
     len: u64,
+    last_gap_notice_ns: u64,
 }
 
 impl Seen {
@@ -125,7 +153,33 @@ impl Seen {
         Self {
             bits: vec![0; usize::try_from(pushes.div_ceil(64)).unwrap_or(0)],
             len: pushes,
+            last_gap_notice_ns: 0,
         }
+    }
+
+    /// The client received a `history-gap` notice at `now_ns`.
+    pub fn gap_notice(&mut self, now_ns: u64) {
+        self.last_gap_notice_ns = self.last_gap_notice_ns.max(now_ns);
+    }
+
+    /// What `client` was owed and never received, each miss sorted into silent loss or loss
+    /// the hub gave notice of; `examples` collects the first few silent ones.
+    pub fn missing(&self, ledger: &Ledger, client: u32, examples: &mut Vec<(u32, u64)>) -> Missing {
+        let mut missing = Missing::default();
+        for seq in 0..ledger.len() {
+            if !ledger.owed_to(seq, client) || self.contains(seq) {
+                continue;
+            }
+            if ledger.sent_ns(seq) < self.last_gap_notice_ns {
+                missing.after_gap_notice += 1;
+            } else {
+                missing.silent += 1;
+                if examples.len() < 10 {
+                    examples.push((client, seq));
+                }
+            }
+        }
+        missing
     }
 
     /// Marks `seq`; `false` if it was already marked (a duplicate) or out of range.
@@ -216,7 +270,7 @@ mod tests {
             .find(|&seq| ledger.recipient(seq) == Some(Recipient::Client(3)))
             .unwrap();
         assert!(!ledger.owed_to(seq, 3), "not acked yet");
-        ledger.settle(seq, true);
+        ledger.settle(seq, 1, true);
         assert!(ledger.owed_to(seq, 3));
         assert!(!ledger.owed_to(seq, 4));
     }
@@ -228,5 +282,43 @@ mod tests {
         assert!(!seen.insert(129));
         assert!(seen.contains(129) && !seen.contains(128));
         assert!(!seen.insert(130), "out of range");
+    }
+
+    #[test]
+    fn a_miss_counts_as_signalled_only_if_sent_before_the_last_gap_notice() {
+        let ledger = Ledger::plan(4, 1, 1.0, 3); // four broadcasts, one client
+        for (seq, sent_ns) in [(0, 100), (1, 200), (2, 300), (3, 400)] {
+            ledger.settle(seq, sent_ns, true);
+        }
+        let mut seen = Seen::new(4);
+        seen.insert(0);
+        let mut examples = Vec::new();
+        assert_eq!(
+            seen.missing(&ledger, 0, &mut examples),
+            Missing {
+                silent: 3,
+                after_gap_notice: 0
+            },
+            "no notice: every miss is silent"
+        );
+        assert_eq!(examples, [(0, 1), (0, 2), (0, 3)]);
+        seen.gap_notice(250);
+        assert_eq!(
+            seen.missing(&ledger, 0, &mut Vec::new()),
+            Missing {
+                silent: 2,
+                after_gap_notice: 1
+            },
+            "a notice covers only what was sent before it"
+        );
+        seen.gap_notice(150); // an older notice changes nothing
+        seen.insert(3);
+        assert_eq!(
+            seen.missing(&ledger, 0, &mut Vec::new()),
+            Missing {
+                silent: 1,
+                after_gap_notice: 1
+            }
+        );
     }
 }

@@ -78,7 +78,7 @@ pub struct Args {
     pause_every: f64,
     /// Bytes a second a slow client reads (0: no cap). Keep it above the stream's own rate: a
     /// reader slower than its stream on average falls out of any finite history and is told so
-    /// (`history-gap`), which the soak counts as loss.
+    /// (`history-gap`); the verdict counts what such a notice covered apart from silent loss.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 2048.0)]
     slow_rate: f64,
     /// Seconds after the last push for clients to catch up before the check.
@@ -134,8 +134,13 @@ struct Verdict {
     pushes_failed: u64,
     deliveries_expected: u64,
     deliveries_received: u64,
+    /// Owed deliveries that never arrived and that no `history-gap` notice covered.
     lost: u64,
-    /// The first few losses, as (client, push seq): where to start looking.
+    /// Owed deliveries that never arrived, sent before a `history-gap` notice the client then
+    /// received: the hub told it they had left the history. Not a broken promise, but a sign
+    /// that the history is short for the slowest readers.
+    lost_after_gap_notice: u64,
+    /// The first few silent losses, as (client, push seq): where to start looking.
     lost_examples: Vec<(u32, u64)>,
     duplicates: u64,
     misdelivered: u64,
@@ -334,17 +339,15 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
     let _ = phase_tx.send(Phase::Finished);
 
     let mut lost = 0;
+    let mut lost_after_gap_notice = 0;
     let mut lost_examples = Vec::new();
     for handle in clients {
         let Ok(outcome) = handle.await else { continue };
-        for seq in 0..ledger.len() {
-            if ledger.owed_to(seq, outcome.index) && !outcome.seen.contains(seq) {
-                lost += 1;
-                if lost_examples.len() < 10 {
-                    lost_examples.push((outcome.index, seq));
-                }
-            }
-        }
+        let missing = outcome
+            .seen
+            .missing(&ledger, outcome.index, &mut lost_examples);
+        lost += missing.silent;
+        lost_after_gap_notice += missing.after_gap_notice;
     }
     let counters = &shared.counters;
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -358,6 +361,7 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
         deliveries_expected: expected,
         deliveries_received: load(&counters.received),
         lost,
+        lost_after_gap_notice,
         lost_examples,
         duplicates,
         misdelivered,

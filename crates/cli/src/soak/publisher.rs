@@ -74,7 +74,8 @@ async fn send(
     let Some(recipient) = ledger.recipient(seq) else {
         return;
     };
-    let data = event_data(seq, now_ns(), recipient, data_bytes);
+    let sent_ns = now_ns();
+    let data = event_data(seq, sent_ns, recipient, data_bytes);
     let body = match recipient {
         Recipient::Everyone => format!(r#"{{"events":[{{"data":"{data}"}}]}}"#),
         Recipient::Client(client) => {
@@ -105,7 +106,7 @@ async fn send(
             false
         }
     };
-    ledger.settle(seq, acked);
+    ledger.settle(seq, sent_ns, acked);
     let counter = if acked {
         &published.acked
     } else {
