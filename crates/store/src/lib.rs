@@ -47,8 +47,9 @@ pub use memory::MemoryStore;
 ///   returns the highest saved (0 when empty), which the hub continues from after a restart.
 /// - [`seq_of`](Store::seq_of) forgets an id once its record is dropped by retention; the hub
 ///   then tells the client that history cannot cover its gap.
-/// - [`list_after`](Store::list_after) returns, in `seq` order, only records the query's uid may
-///   see ([`Record::visible_to`]) and of the query's event type if one is given.
+/// - [`list_after`](Store::list_after) returns, in `seq` order, only records the query's uid and
+///   topics may see and of its event type if one is given ([`ListQuery::matches`]). A record
+///   keeps its [`Recipients`] (uids and topics) for this.
 ///
 /// ```
 /// use std::sync::Mutex;
@@ -129,56 +130,245 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
 }
 
-/// Who a stored event was pushed to.
+/// Who an event is pushed to: everyone, or named uids and topics (the union: a connection of one
+/// of the uids, or subscribed to one of the topics, receives it, once).
+///
+/// Build a list with [`Recipients::uids`] and [`Recipients::topics`], joined with
+/// [`Recipients::and_uids`] / [`Recipients::and_topics`]. An empty list reaches nobody: only
+/// [`Recipients::All`] reaches everyone.
 ///
 /// ```
 /// use ssehub_store::Recipients;
 ///
-/// let recipients = Recipients::uids(["bob", "alice", "bob"]);
-/// assert_eq!(recipients, Recipients::Uids(vec!["alice".into(), "bob".into()].into()));
-/// assert!(recipients.includes("alice"));
-/// assert!(Recipients::All.includes("anyone"));
+/// let recipients = Recipients::uids(["bob", "alice", "bob"]).and_topics(["orders/42"]);
+/// assert!(recipients.reaches("alice", &[] as &[&str]));
+/// assert!(recipients.reaches("carol", &["prices", "orders/42"]));
+/// assert!(!recipients.reaches("carol", &["prices"]));
+/// assert!(Recipients::All.reaches("anyone", &[] as &[&str]));
+/// assert!(Recipients::uids(Vec::<String>::new()).is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipients {
     /// A broadcast: everyone may see it.
     All,
-    /// A uni-cast: these uids, sorted and without duplicates.
-    Uids(Arc<[Arc<str>]>),
+    /// These uids and topics.
+    Listed(Listed),
+}
+
+/// The uids and topics of [`Recipients::Listed`]: each list sorted and without duplicates, shared
+/// by reference count (the records of one push share one).
+///
+/// ```
+/// use ssehub_store::Recipients;
+/// let Recipients::Listed(listed) = Recipients::topics(["b", "a", "b"]) else { unreachable!() };
+/// assert_eq!(listed.topics().len(), 2);
+/// assert_eq!(&*listed.topics()[0], "a");
+/// assert!(listed.uids().is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed(Arc<Lists>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Lists {
+    uids: Box<[Arc<str>]>,
+    topics: Box<[Arc<str>]>,
+}
+
+/// Sorted, without duplicates.
+fn sorted_set<I, S>(items: I) -> Vec<Arc<str>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut items: Vec<Arc<str>> = items.into_iter().map(|item| item.as_ref().into()).collect();
+    items.sort_unstable();
+    items.dedup();
+    items
+}
+
+fn contains(sorted: &[Arc<str>], item: &str) -> bool {
+    sorted.binary_search_by(|probe| (**probe).cmp(item)).is_ok()
 }
 
 impl Recipients {
-    /// Recipients for these uids (sorted and deduplicated); [`Recipients::All`] if there are none.
+    /// These uids and topics (each sorted and deduplicated).
     ///
     /// ```
     /// use ssehub_store::Recipients;
-    /// assert_eq!(Recipients::uids(Vec::<String>::new()), Recipients::All);
+    /// let recipients = Recipients::new(["alice"], ["prices"]);
+    /// assert_eq!(recipients, Recipients::uids(["alice"]).and_topics(["prices"]));
+    /// ```
+    pub fn new<U, T, S1, S2>(uids: U, topics: T) -> Self
+    where
+        U: IntoIterator<Item = S1>,
+        S1: AsRef<str>,
+        T: IntoIterator<Item = S2>,
+        S2: AsRef<str>,
+    {
+        Self::Listed(Listed(Arc::new(Lists {
+            uids: sorted_set(uids).into(),
+            topics: sorted_set(topics).into(),
+        })))
+    }
+
+    /// These uids (sorted and deduplicated); none reaches nobody.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// assert!(Recipients::uids(["alice"]).reaches("alice", &[] as &[&str]));
+    /// assert!(!Recipients::uids(["alice"]).reaches("bob", &["alice"]));
     /// ```
     pub fn uids<I, S>(uids: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut uids: Vec<Arc<str>> = uids.into_iter().map(|uid| uid.as_ref().into()).collect();
-        if uids.is_empty() {
-            return Self::All;
-        }
-        uids.sort_unstable();
-        uids.dedup();
-        Self::Uids(uids.into())
+        Self::new(uids, std::iter::empty::<&str>())
     }
 
-    /// Whether `uid` is one of the recipients.
+    /// These topics (sorted and deduplicated); none reaches nobody.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// assert!(Recipients::topics(["prices"]).reaches("anyone", &["prices"]));
+    /// assert!(!Recipients::topics(["prices"]).reaches("prices", &[] as &[&str]));
+    /// ```
+    pub fn topics<I, S>(topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::new(std::iter::empty::<&str>(), topics)
+    }
+
+    /// These recipients and `uids` too. [`Recipients::All`] stays everyone.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let both = Recipients::topics(["prices"]).and_uids(["alice"]);
+    /// assert!(both.reaches("alice", &[] as &[&str]) && both.reaches("bob", &["prices"]));
+    /// ```
+    #[must_use]
+    pub fn and_uids<I, S>(self, uids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match self {
+            Self::All => Self::All,
+            Self::Listed(listed) => {
+                let mut all: Vec<Arc<str>> = listed.uids().to_vec();
+                all.extend(uids.into_iter().map(|uid| Arc::from(uid.as_ref())));
+                Self::new(all, listed.topics().iter().map(|topic| &**topic))
+            }
+        }
+    }
+
+    /// These recipients and `topics` too. [`Recipients::All`] stays everyone.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let both = Recipients::uids(["alice"]).and_topics(["prices"]);
+    /// assert!(both.reaches("bob", &["prices"]));
+    /// ```
+    #[must_use]
+    pub fn and_topics<I, S>(self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match self {
+            Self::All => Self::All,
+            Self::Listed(listed) => {
+                let mut all: Vec<Arc<str>> = listed.topics().to_vec();
+                all.extend(topics.into_iter().map(|topic| Arc::from(topic.as_ref())));
+                Self::new(listed.uids().iter().map(|uid| &**uid), all)
+            }
+        }
+    }
+
+    /// Whether this reaches nobody: a list with no uid and no topic.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// assert!(Recipients::topics(Vec::<String>::new()).is_empty());
+    /// assert!(!Recipients::All.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::All => false,
+            Self::Listed(listed) => listed.uids().is_empty() && listed.topics().is_empty(),
+        }
+    }
+
+    /// Whether a connection of `uid` subscribed to `topics` (in any order) is one of the
+    /// recipients.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let orders = Recipients::topics(["orders/42"]);
+    /// assert!(orders.reaches("bob", &["prices", "orders/42"]));
+    /// assert!(!orders.reaches("bob", &["orders/4"]));
+    /// ```
+    pub fn reaches<T: AsRef<str>>(&self, uid: &str, topics: &[T]) -> bool {
+        match self {
+            Self::All => true,
+            Self::Listed(listed) => {
+                contains(listed.uids(), uid)
+                    || (!listed.topics().is_empty()
+                        && topics
+                            .iter()
+                            .any(|topic| contains(listed.topics(), topic.as_ref())))
+            }
+        }
+    }
+
+    /// Whether `uid` is one of the named uids (or this is everyone); topics aside.
     ///
     /// ```
     /// use ssehub_store::Recipients;
     /// assert!(!Recipients::uids(["alice"]).includes("bob"));
     /// ```
     pub fn includes(&self, uid: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Uids(uids) => uids.binary_search_by(|probe| (**probe).cmp(uid)).is_ok(),
-        }
+        self.reaches::<&str>(uid, &[])
+    }
+}
+
+impl Listed {
+    /// The uids, sorted, without duplicates.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let Recipients::Listed(listed) = Recipients::uids(["b", "a"]) else { unreachable!() };
+    /// assert_eq!(listed.uids().iter().map(|u| &**u).collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
+    pub fn uids(&self) -> &[Arc<str>] {
+        &self.0.uids
+    }
+
+    /// The topics, sorted, without duplicates.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let Recipients::Listed(listed) = Recipients::topics(["prices"]) else { unreachable!() };
+    /// assert_eq!(&*listed.topics()[0], "prices");
+    /// ```
+    pub fn topics(&self) -> &[Arc<str>] {
+        &self.0.topics
+    }
+
+    /// Whether `other` is this very list (a clone of it), not only an equal one: cheap, for
+    /// stores that keep one copy of the list its records share.
+    ///
+    /// ```
+    /// use ssehub_store::Recipients;
+    /// let Recipients::Listed(a) = Recipients::uids(["x"]) else { unreachable!() };
+    /// let Recipients::Listed(b) = Recipients::uids(["x"]) else { unreachable!() };
+    /// assert!(a.same(&a.clone()));
+    /// assert!(!a.same(&b) && a == b);
+    /// ```
+    pub fn same(&self, other: &Listed) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -191,9 +381,9 @@ impl Recipients {
 ///
 /// let record = Record::new(1, Event::new("hi").with_id("a1"), Recipients::uids(["alice"]));
 /// assert_eq!(record.id(), "a1");
-/// assert!(record.visible_to("alice", None));
-/// assert!(!record.visible_to("bob", None));
-/// assert!(record.visible_to("alice", Some("message")));
+/// assert!(record.visible_to("alice", &[] as &[&str], None));
+/// assert!(!record.visible_to("bob", &[] as &[&str], None));
+/// assert!(record.visible_to("alice", &[] as &[&str], Some("message")));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -255,16 +445,25 @@ impl Record {
         self.event.event_type()
     }
 
-    /// Whether a client of `uid`, asking only for `event_type` if given, may be resent this.
+    /// Whether a connection of `uid`, subscribed to `topics` and asking only for `event_type`
+    /// if given, may be resent this.
     ///
     /// ```
     /// use ssehub_store::{Record, Recipients};
-    /// let record = Record::new(1, ssehub_store::Event::new("x").with_event("order"), Recipients::All);
-    /// assert!(record.visible_to("anyone", Some("order")));
-    /// assert!(!record.visible_to("anyone", Some("chat")));
+    /// let order = ssehub_store::Event::new("x").with_event("order");
+    /// let record = Record::new(1, order, Recipients::topics(["orders/42"]));
+    /// assert!(record.visible_to("anyone", &["orders/42"], Some("order")));
+    /// assert!(!record.visible_to("anyone", &["orders/42"], Some("chat")));
+    /// assert!(!record.visible_to("anyone", &["orders/7"], None));
     /// ```
-    pub fn visible_to(&self, uid: &str, event_type: Option<&str>) -> bool {
-        self.recipients.includes(uid) && event_type.is_none_or(|wanted| wanted == self.event_type())
+    pub fn visible_to<T: AsRef<str>>(
+        &self,
+        uid: &str,
+        topics: &[T],
+        event_type: Option<&str>,
+    ) -> bool {
+        self.recipients.reaches(uid, topics)
+            && event_type.is_none_or(|wanted| wanted == self.event_type())
     }
 }
 
@@ -279,6 +478,9 @@ impl Record {
 pub struct ListQuery {
     /// The uid asking: only records it may see.
     pub uid: String,
+    /// The topics the asking connection is subscribed to: records pushed to any of them are
+    /// visible too.
+    pub topics: Vec<String>,
     /// Only records with a greater `seq`.
     pub after: u64,
     /// Only records of this event type (`message` for events without a type), if set.
@@ -297,10 +499,29 @@ impl ListQuery {
     pub fn new(uid: impl Into<String>, after: u64, limit: usize) -> Self {
         Self {
             uid: uid.into(),
+            topics: Vec::new(),
             after,
             event_type: None,
             limit: limit.max(1),
         }
+    }
+
+    /// Records pushed to these topics are visible too (the resuming connection's topics).
+    ///
+    /// ```
+    /// use ssehub_store::{ListQuery, Record, Recipients};
+    /// let record = Record::new(3, ssehub_store::Event::new("x"), Recipients::topics(["prices"]));
+    /// assert!(!ListQuery::new("alice", 0, 10).matches(&record));
+    /// assert!(ListQuery::new("alice", 0, 10).topics(["prices"]).matches(&record));
+    /// ```
+    #[must_use]
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics = topics.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Only records of this event type.
@@ -323,7 +544,7 @@ impl ListQuery {
     /// assert!(!ListQuery::new("alice", 0, 10).matches(&record));
     /// ```
     pub fn matches(&self, record: &Record) -> bool {
-        record.visible_to(&self.uid, self.event_type.as_deref())
+        record.visible_to(&self.uid, &self.topics, self.event_type.as_deref())
     }
 }
 

@@ -113,8 +113,8 @@ impl MemoryStore {
     }
 
     /// The bytes a recipient set counts for [`Retention::max_bytes`], once however many
-    /// consecutive records share it: each uid's length plus its pointer and reference counts;
-    /// nothing for a broadcast.
+    /// consecutive records share it: each uid's and topic's length plus its pointer and
+    /// reference counts; nothing for a broadcast.
     ///
     /// ```
     /// use ssehub_store::{MemoryStore, Recipients};
@@ -124,12 +124,14 @@ impl MemoryStore {
     pub fn recipients_bytes(recipients: &Recipients) -> u64 {
         match recipients {
             Recipients::All => 0,
-            Recipients::Uids(uids) => {
-                // The slice's and each uid's reference counts, and one fat pointer per uid.
+            Recipients::Listed(listed) => {
+                // The lists' reference counts and boxes, and per name its reference counts and
+                // fat pointer.
                 let counts = 2 * size_of::<usize>();
-                let per_uid = counts + size_of::<Arc<str>>();
-                let text: usize = uids.iter().map(|uid| uid.len()).sum();
-                (counts + uids.len() * per_uid + text) as u64
+                let per_name = counts + size_of::<Arc<str>>();
+                let names = listed.uids().iter().chain(listed.topics());
+                let (count, text) = names.fold((0, 0), |(n, len), name| (n + 1, len + name.len()));
+                (counts + 2 * size_of::<Box<[Arc<str>]>>() + count * per_name + text) as u64
             }
         }
     }
@@ -180,11 +182,11 @@ impl History {
     fn push(&mut self, record: &Record) {
         let mut record = record.clone();
         let shared = match (&mut record.recipients, self.records.back()) {
-            (Recipients::Uids(uids), Some(previous)) => match &previous.recipients {
-                Recipients::Uids(previous) if Arc::ptr_eq(uids, previous) => true,
-                Recipients::Uids(previous) if uids == previous => {
+            (Recipients::Listed(listed), Some(previous)) => match &previous.recipients {
+                Recipients::Listed(previous) if listed.same(previous) => true,
+                Recipients::Listed(previous) if listed == previous => {
                     // Equal but apart: keep one copy.
-                    *uids = Arc::clone(previous);
+                    *listed = previous.clone();
                     true
                 }
                 _ => false,
@@ -215,8 +217,8 @@ impl History {
                 self.ids.remove(oldest.id());
             }
             let set_still_held = match (&oldest.recipients, self.records.front()) {
-                (Recipients::Uids(uids), Some(next)) => {
-                    matches!(&next.recipients, Recipients::Uids(next) if Arc::ptr_eq(uids, next))
+                (Recipients::Listed(listed), Some(next)) => {
+                    matches!(&next.recipients, Recipients::Listed(next) if listed.same(next))
                 }
                 _ => false,
             };
