@@ -23,19 +23,19 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, FromRequestParts, Query};
+use axum::extract::{Extension, FromRequestParts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{self, MethodRouter};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde::Deserialize;
 
 use crate::push_api::{PushRequest, PushRequestError, error_envelope, ok_envelope};
-use crate::{Hub, PushError, SubscribeError, SubscribeOptions};
+use crate::{Hub, PushError, SubscribeError, SubscribeOptions, Subscriber};
 
 /// The subscriber's uid, put into the request's extensions by your authentication middleware.
-/// [`events`] serves the stream of this uid.
+/// [`events`] serves the stream of this uid, with no topic; insert a [`Subscriber`] instead to
+/// allow topics.
 ///
 /// ```
 /// let mut request = http::Request::new(());
@@ -44,14 +44,10 @@ use crate::{Hub, PushError, SubscribeError, SubscribeOptions};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberId(pub String);
 
-#[derive(Deserialize)]
-struct ResumeQuery {
-    last_event_id: Option<String>,
-    event_type: Option<String>,
-}
-
 /// Reads `Last-Event-ID` / `Event-Type` from the headers, else `last_event_id` / `event_type`
-/// from the query. A header that is not UTF-8 or a malformed query is a `400`.
+/// from the query, and the topics from the query (`topic`, repeatable). A header that is not
+/// UTF-8, a query value that is not UTF-8 once decoded, or a resume parameter given twice is a
+/// `400`.
 impl<S: Send + Sync> FromRequestParts<S> for SubscribeOptions {
     type Rejection = Response;
 
@@ -60,21 +56,45 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscribeOptions {
     }
 }
 
-/// Where the client wants to resume: `Last-Event-ID` / `Event-Type` headers, else the
-/// `last_event_id` / `event_type` query. The one place this is read, for the extractor and for
+/// What the client asks for: `?topic=` (repeatable), and where to resume: `Last-Event-ID` /
+/// `Event-Type` headers, else the `last_event_id` / `event_type` query. Other query parameters
+/// are the application's and are ignored. The one place this is read, for the extractor and for
 /// the lean server (`crate::server`); the error is the message for a `400`.
 pub(crate) fn subscribe_options(parts: &Parts) -> Result<SubscribeOptions, String> {
-    let query = Query::<ResumeQuery>::try_from_uri(&parts.uri)
-        .map_err(|rejection| format!("query: {}", rejection.body_text()))?;
-    let last_event_id = header(&parts.headers, "last-event-id")?;
-    let event_type = header(&parts.headers, "event-type")?;
-    Ok(SubscribeOptions {
-        last_event_id: last_event_id.or(query.0.last_event_id),
-        event_type: event_type.or(query.0.event_type),
-    })
+    let mut options = SubscribeOptions::default();
+    let (mut query_id, mut query_type) = (None, None);
+    let query = parts.uri.query().unwrap_or_default();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = query_text(key, key)?;
+        let slot = match key.as_str() {
+            "topic" => {
+                options.topics.push(query_text(&key, value)?);
+                continue;
+            }
+            "last_event_id" => &mut query_id,
+            "event_type" => &mut query_type,
+            _ => continue,
+        };
+        if slot.replace(query_text(&key, value)?).is_some() {
+            return Err(format!("query: {key} is given twice; give it once"));
+        }
+    }
+    options.last_event_id = header(&parts.headers, "last-event-id")?.or(query_id);
+    options.event_type = header(&parts.headers, "event-type")?.or(query_type);
+    Ok(options)
 }
 
-/// A header's value as text; the error is the message for a `400`.
+/// A query key or value, `+` and percent escapes decoded; it must be UTF-8 (a topic decoded
+/// lossily would silently be another topic).
+fn query_text(key: &str, raw: &str) -> Result<String, String> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| format!("query: {key} is not UTF-8 once percent-decoded"))
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Result<Option<String>, String> {
     headers
         .get(name)
@@ -129,7 +149,41 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
             tracing::debug!(uid, %error, "stream refused");
             over_capacity(hub)
         }
-        Err(error @ SubscribeError::EmptyUid) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(error @ SubscribeError::TopicForbidden { .. }) => {
+            plain(StatusCode::FORBIDDEN, &error.to_string())
+        }
+        Err(
+            error @ (SubscribeError::EmptyUid
+            | SubscribeError::InvalidTopic { .. }
+            | SubscribeError::TooManyTopics { .. }),
+        ) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
+    }
+}
+
+/// [`sse_response`] for a [`Subscriber`]: the topics `options` ask for are checked against the
+/// subscriber's allowed topics first; one outside them is a `403` naming it.
+///
+/// ```
+/// use axum::{extract::State, http::HeaderMap, response::Response};
+/// use ssehub_hub::{AllowedTopics, Hub, SubscribeOptions, Subscriber};
+///
+/// async fn events(State(hub): State<Hub>, headers: HeaderMap, options: SubscribeOptions) -> Response {
+///     // A real application reads the uid and its topics from a verified token.
+///     let subscriber = Subscriber::new("alice").allow_topics(AllowedTopics::new(["orders/alice/*"]));
+///     ssehub_hub::axum::subscriber_response(&hub, &subscriber, options)
+/// }
+/// let app: axum::Router = axum::Router::new()
+///     .route("/events", axum::routing::get(events))
+///     .with_state(Hub::new());
+/// ```
+pub fn subscriber_response(
+    hub: &Hub,
+    subscriber: &Subscriber,
+    options: SubscribeOptions,
+) -> Response {
+    match subscriber.authorize(&options) {
+        Ok(()) => sse_response(hub, &subscriber.uid, options),
+        Err(error) => plain(StatusCode::FORBIDDEN, &error.to_string()),
     }
 }
 
@@ -155,9 +209,11 @@ fn event_stream(body: Body) -> Response {
     response
 }
 
-/// A `GET` route serving the event stream of the uid in the request's [`SubscriberId`]
-/// extension, resuming from `Last-Event-ID` / `last_event_id`. Without the extension it answers
-/// `500`: the authentication middleware is missing.
+/// A `GET` route serving the event stream of the request's [`Subscriber`] extension (its uid,
+/// and the `?topic=`s it asked for if its allowed topics cover them, else `403`), or of the uid
+/// in a [`SubscriberId`] extension (no topic allowed), resuming from `Last-Event-ID` /
+/// `last_event_id`. Without either extension it answers `500`: the authentication middleware is
+/// missing.
 ///
 /// ```
 /// let hub = ssehub_hub::Hub::new();
@@ -168,12 +224,19 @@ where
     S: Clone + Send + Sync + 'static,
 {
     routing::get(
-        move |uid: Option<Extension<SubscriberId>>, options: SubscribeOptions| async move {
-            match uid {
-                Some(Extension(SubscriberId(uid))) => sse_response(&hub, &uid, options),
-                None => {
+        move |subscriber: Option<Extension<Subscriber>>,
+              uid: Option<Extension<SubscriberId>>,
+              options: SubscribeOptions| async move {
+            match (subscriber, uid) {
+                (Some(Extension(subscriber)), _) => {
+                    subscriber_response(&hub, &subscriber, options)
+                }
+                (None, Some(Extension(SubscriberId(uid)))) => {
+                    subscriber_response(&hub, &Subscriber::new(uid), options)
+                }
+                (None, None) => {
                     tracing::error!(
-                        "no SubscriberId in the request: put your auth middleware in front of the events route"
+                        "no Subscriber or SubscriberId in the request: put your auth middleware in front of the events route"
                     );
                     plain(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,10 +280,7 @@ pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
     {
         return envelope(StatusCode::BAD_REQUEST, &error.to_string());
     }
-    let pushed = match request.uids {
-        Some(uids) => hub.push(uids, request.events).await,
-        None => hub.broadcast(request.events).await,
-    };
+    let pushed = hub.push_to(request.recipients(), request.events).await;
     match pushed {
         Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
         Err(error @ PushError::DuplicateId { .. }) => {

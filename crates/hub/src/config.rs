@@ -59,6 +59,7 @@ pub(crate) struct Config {
     pub(crate) over_capacity_retry: Duration,
     /// `None`: derived from the workers when built.
     pub(crate) max_concurrent_replays: Option<usize>,
+    pub(crate) max_topics_per_connection: usize,
 }
 
 impl Default for Config {
@@ -92,6 +93,7 @@ impl Default for Config {
             },
             over_capacity_retry: crate::admission::DEFAULT_OVER_CAPACITY_RETRY,
             max_concurrent_replays: None,
+            max_topics_per_connection: crate::topic::DEFAULT_MAX_TOPICS_PER_CONNECTION,
         }
     }
 }
@@ -509,6 +511,64 @@ impl HubBuilder {
     /// ```
     pub fn max_uids_per_push(mut self, uids: usize) -> Self {
         self.config.limits.max_uids = uids;
+        self
+    }
+
+    /// The most topics one push may name (duplicates count once). Default
+    /// [`DEFAULT_MAX_TOPICS_PER_PUSH`](crate::DEFAULT_MAX_TOPICS_PER_PUSH) (10,000): each topic
+    /// is a registry lock, and with a store each saved push keeps the list. Over it,
+    /// [`PushError::LimitExceeded`](crate::PushError::LimitExceeded) (`400` from the push API).
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub, Recipients};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_topics_per_push(1).build().unwrap();
+    /// let err = hub.push_to(Recipients::topics(["a", "b"]), [Event::new("x")]).await.unwrap_err();
+    /// assert!(err.to_string().starts_with("topics: 2 topics, over the limit of 1 per push"));
+    /// # }
+    /// ```
+    pub fn max_topics_per_push(mut self, topics: usize) -> Self {
+        self.config.limits.max_topics = topics;
+        self
+    }
+
+    /// The longest topic name, in bytes, for pushes and subscriptions alike. Default
+    /// [`DEFAULT_MAX_TOPIC_LEN`](crate::DEFAULT_MAX_TOPIC_LEN) (256). A longer one is refused:
+    /// [`PushError::InvalidTopic`](crate::PushError::InvalidTopic) or
+    /// [`SubscribeError::InvalidTopic`](crate::SubscribeError::InvalidTopic) (`400` over HTTP).
+    ///
+    /// ```
+    /// use ssehub_hub::{Hub, SubscribeOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_topic_len(3).build().unwrap();
+    /// let err = hub.subscribe("alice", SubscribeOptions::default().topic("abcd")).unwrap_err();
+    /// assert_eq!(err.to_string(), "topic \"abcd\": 4 bytes, over the limit of 3 per topic");
+    /// # }
+    /// ```
+    pub fn max_topic_len(mut self, bytes: usize) -> Self {
+        self.config.limits.max_topic_len = bytes;
+        self
+    }
+
+    /// The most topics one connection may subscribe to. Default
+    /// [`DEFAULT_MAX_TOPICS_PER_CONNECTION`](crate::DEFAULT_MAX_TOPICS_PER_CONNECTION) (64):
+    /// each is an entry in the registry for as long as the connection lives. Over it,
+    /// [`SubscribeError::TooManyTopics`](crate::SubscribeError::TooManyTopics) (`400` over HTTP).
+    ///
+    /// ```
+    /// use ssehub_hub::{Hub, SubscribeError, SubscribeOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::builder().max_topics_per_connection(1).build().unwrap();
+    /// let options = SubscribeOptions::default().topics(["a", "b"]);
+    /// let err = hub.subscribe("alice", options).unwrap_err();
+    /// assert_eq!(err, SubscribeError::TooManyTopics { limit: 1, actual: 2 });
+    /// # }
+    /// ```
+    pub fn max_topics_per_connection(mut self, topics: usize) -> Self {
+        self.config.max_topics_per_connection = topics;
         self
     }
 

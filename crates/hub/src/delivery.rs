@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::SlowClientPolicy;
 use crate::hub::Shared;
 use crate::outbox::Connection;
+use crate::store::Recipients;
 
 /// Broadcasts reaching fewer connections than this per worker run on the pushing task: below it,
 /// handing work to other tasks costs more than it saves.
@@ -41,25 +42,44 @@ impl Shared {
     /// Delivers a push's encoded events to every connection of `uids` (sorted, without
     /// duplicates), or to every connection when `uids` is `None`. `first_seq` is the first
     /// event's place in the store's history, 0 without a store.
-    pub(crate) async fn fan_out<S: AsRef<str>>(
+    /// Offers a push's events to every connection `recipients` reaches, each once.
+    pub(crate) async fn fan_out(
         self: &Arc<Self>,
-        uids: Option<&[S]>,
+        recipients: &Recipients,
         events: &Arc<[Bytes]>,
         first_seq: u64,
     ) -> Tally {
-        let Some(uids) = uids else {
-            return self.broadcast(events, first_seq).await;
+        let listed = match recipients {
+            Recipients::All => return self.broadcast(events, first_seq).await,
+            Recipients::Listed(listed) => listed,
         };
         let mut tally = Tally::default();
-        for uid in uids {
-            self.registry.for_uid(uid.as_ref(), |connection| {
+        // A connection has one uid, so the uids' connections are distinct.
+        for uid in listed.uids() {
+            self.registry.for_uid(uid, |connection| {
                 self.deliver(connection, events, first_seq, &mut tally)
+            });
+        }
+        let (uids, topics) = (listed.uids(), listed.topics());
+        for topic in topics {
+            self.registry.for_topic(topic, |connection| {
+                // Once per connection, with no set to fill: skip it here if its uid was named,
+                // or if it has a topic of this push that comes earlier (it got the push there).
+                let by_uid = !uids.is_empty() && contains(uids, &connection.uid);
+                let by_earlier_topic = topics.len() > 1
+                    && connection
+                        .topics
+                        .iter()
+                        .take_while(|own| own.as_ref() < topic.as_ref())
+                        .any(|own| contains(topics, own));
+                if !by_uid && !by_earlier_topic {
+                    self.deliver(connection, events, first_seq, &mut tally);
+                }
             });
         }
         tally
     }
 
-    /// Offers a push's events to one connection and records the outcome in `tally`.
     fn deliver(
         self: &Arc<Self>,
         connection: &Arc<Connection>,
@@ -266,4 +286,9 @@ impl FailureLog {
             "deliveries failed: clients too slow (at most one such line a second; see the stats)"
         );
     }
+}
+
+/// Whether the sorted `names` holds `name`.
+fn contains(names: &[Arc<str>], name: &str) -> bool {
+    names.binary_search_by(|probe| (**probe).cmp(name)).is_ok()
 }

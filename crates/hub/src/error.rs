@@ -4,7 +4,7 @@ use std::fmt;
 
 use ssehub_wire::EncodeError;
 
-use crate::PushField;
+use crate::{PushField, TopicError};
 use crate::store::StoreError;
 
 /// Why a push was refused. A refused push sent nothing to anyone.
@@ -24,7 +24,8 @@ use crate::store::StoreError;
 pub enum PushError {
     /// The push had no events.
     NoEvents,
-    /// [`Hub::push`](crate::Hub::push) was given no uids. An empty list never means "everyone":
+    /// [`Hub::push`](crate::Hub::push) was given no uids (or [`Hub::push_to`](crate::Hub::push_to)
+    /// no uid and no topic). An empty list never means "everyone":
     /// [`Hub::broadcast`](crate::Hub::broadcast) is the one way to reach every connection, so a
     /// list that came out empty by mistake reaches nobody instead of everybody.
     NoRecipients,
@@ -80,6 +81,15 @@ pub enum PushError {
         /// The reused id.
         id: String,
     },
+    /// A topic of the push is not a valid topic name ([`check_topic`](crate::check_topic));
+    /// nothing was sent.
+    InvalidTopic {
+        /// Its position in the push's topics (sorted, without duplicates, for
+        /// [`Hub::push_to`](crate::Hub::push_to); as sent, for the push API).
+        index: usize,
+        /// What is wrong with it.
+        error: TopicError,
+    },
 }
 
 impl fmt::Display for PushError {
@@ -87,8 +97,8 @@ impl fmt::Display for PushError {
         match self {
             Self::NoEvents => f.write_str("events: a push needs at least one event"),
             Self::NoRecipients => f.write_str(
-                "uids: empty, so the push would reach nobody; name at least one uid, \
-                 or call Hub::broadcast to reach everyone",
+                "uids: empty, so the push would reach nobody; name at least one uid or topic, \
+                 or broadcast to reach everyone",
             ),
             Self::EmptyUid { index } => {
                 write!(f, "uids[{index}]: a uid must not be empty; remove it")
@@ -102,6 +112,11 @@ impl fmt::Display for PushError {
                     f,
                     "uids: {actual} uids, over the limit of {limit} per push; \
                      push in several parts, or broadcast"
+                ),
+                PushField::Topics => write!(
+                    f,
+                    "topics: {actual} topics, over the limit of {limit} per push; \
+                     push in several parts"
                 ),
                 PushField::Events => write!(
                     f,
@@ -139,6 +154,7 @@ impl fmt::Display for PushError {
                 f,
                 "the event store did not answer within {after:?}; the push was not sent (retry later)"
             ),
+            Self::InvalidTopic { index, error } => write!(f, "topics[{index}]: {error}"),
             Self::DuplicateId { index, id } => write!(
                 f,
                 "events[{index}].id: {id:?} is already used by a stored event (or twice in one push); \
@@ -170,7 +186,7 @@ impl std::error::Error for PushError {
 /// assert_eq!(err, SubscribeError::Closed);
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SubscribeError {
     /// The uid was the empty string.
@@ -196,6 +212,30 @@ pub enum SubscribeError {
         /// The configured cap.
         limit: usize,
     },
+    /// A topic asked for is not a valid name (the HTTP front ends answer `400`).
+    InvalidTopic {
+        /// The topic as asked for.
+        topic: String,
+        /// What is wrong with it.
+        error: TopicError,
+    },
+    /// More topics than
+    /// [`HubBuilder::max_topics_per_connection`](crate::HubBuilder::max_topics_per_connection)
+    /// (the HTTP front ends answer `400`).
+    TooManyTopics {
+        /// The configured limit.
+        limit: usize,
+        /// How many distinct topics were asked for.
+        actual: usize,
+    },
+    /// The subscriber may not subscribe to this topic ([`Subscriber::authorize`]; the HTTP front
+    /// ends answer `403`).
+    ///
+    /// [`Subscriber::authorize`]: crate::Subscriber::authorize
+    TopicForbidden {
+        /// The first topic asked for that is not allowed.
+        topic: String,
+    },
 }
 
 impl fmt::Display for SubscribeError {
@@ -214,6 +254,15 @@ impl fmt::Display for SubscribeError {
                 "this uid already has its maximum of {limit} streams; close one \
                  (or raise HubBuilder::max_streams_per_uid)"
             ),
+            Self::InvalidTopic { topic, error } => write!(f, "topic {topic:?}: {error}"),
+            Self::TooManyTopics { limit, actual } => write!(
+                f,
+                "topic: {actual} topics, over the limit of {limit} per connection; \
+                 subscribe to fewer, or to a broader topic"
+            ),
+            Self::TopicForbidden { topic } => {
+                write!(f, "topic {topic:?}: not allowed for this subscriber")
+            }
         }
     }
 }

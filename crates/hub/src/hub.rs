@@ -227,7 +227,15 @@ impl Hub {
         if uids.is_empty() {
             return Err(PushError::NoRecipients);
         }
-        self.send(Some(uids), events).await
+        // Here, where the caller's order is known, so the error names the right index.
+        if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
+            return Err(PushError::EmptyUid { index });
+        }
+        self.shared
+            .config
+            .limits
+            .check_counts(uids.len(), 0, 0)?;
+        self.push_to(Recipients::uids(uids), events).await
     }
 
     /// Pushes `events` to every connection: the one way to reach everyone. Checked as
@@ -247,13 +255,37 @@ impl Hub {
     where
         E: IntoIterator<Item = Event>,
     {
-        self.send(None::<Vec<&str>>, events).await
+        self.push_to(Recipients::All, events).await
     }
 
-    /// [`Hub::push`] to `uids`, or to everyone for `None`.
-    async fn send<S, E>(&self, uids: Option<Vec<S>>, events: E) -> Result<PushReceipt, PushError>
+    /// Pushes `events` to `recipients`: [`Recipients::All`], or uids and topics together (a
+    /// connection of one of the uids, or subscribed to one of the topics, gets each event once,
+    /// however many ways it matches). [`Hub::push`] and [`Hub::broadcast`] are its shorthands;
+    /// everything they say of checks, ids and slow clients holds here. With a store, each event
+    /// keeps its recipients, so a resuming connection is resent what was pushed to its uid, to
+    /// the topics it has now, or to everyone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::push`]; a list with no uid and no topic is [`PushError::NoRecipients`]; a bad
+    /// topic name is [`PushError::InvalidTopic`]; more topics than
+    /// [`HubBuilder::max_topics_per_push`] is [`PushError::LimitExceeded`].
+    ///
+    /// ```
+    /// use ssehub_hub::{Event, Hub, Recipients, SubscribeOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = Hub::new();
+    /// let _watcher = hub.subscribe("bob", SubscribeOptions::default().topic("orders/42")).unwrap();
+    /// let _owner = hub.subscribe("alice", SubscribeOptions::default().topic("orders/42")).unwrap();
+    /// let _other = hub.subscribe("carol", SubscribeOptions::default().topic("orders/7")).unwrap();
+    /// let to = Recipients::topics(["orders/42"]).and_uids(["alice"]);
+    /// let receipt = hub.push_to(to, [Event::new("shipped")]).await.unwrap();
+    /// assert_eq!(receipt.connections, 2); // bob's and alice's, alice's once
+    /// # }
+    /// ```
+    pub async fn push_to<E>(&self, recipients: Recipients, events: E) -> Result<PushReceipt, PushError>
     where
-        S: AsRef<str>,
         E: IntoIterator<Item = Event>,
     {
         let shared = &self.shared;
@@ -262,23 +294,17 @@ impl Hub {
         if shared.lifecycle.load(Ordering::Acquire) != OPEN {
             return Err(PushError::Closed);
         }
-        let uids = uids.unwrap_or_default();
-        if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
-            return Err(PushError::EmptyUid { index });
+        if recipients.is_empty() {
+            return Err(PushError::NoRecipients);
         }
         let events: Vec<Event> = events.into_iter().collect();
-        shared.config.limits.check(uids.len(), &events)?;
+        shared.config.limits.check(&recipients, &events)?;
         let prepared = self.prepare(events)?;
         let (ids, tally) = if let Some(sequencer) = &shared.sequencer {
-            let recipients = Recipients::uids(&uids);
             let committed = sequencer.push(shared, recipients, prepared.events).await?;
             (committed.ids, committed.tally)
         } else {
-            let mut uids: Vec<&str> = uids.iter().map(AsRef::as_ref).collect();
-            uids.sort_unstable();
-            uids.dedup();
-            let uids = (!uids.is_empty()).then_some(&uids[..]);
-            let tally = shared.fan_out(uids, &prepared.encoded, 0).await;
+            let tally = shared.fan_out(&recipients, &prepared.encoded, 0).await;
             (prepared.ids, tally)
         };
         let failed = tally.failed.len();
@@ -365,7 +391,11 @@ impl Hub {
             return Err(SubscribeError::EmptyUid);
         }
         self.check_open()?;
-        let connection = self.shared.registry.insert(uid, self.shared.config.caps)?;
+        let topics = self.check_topics(&options.topics)?;
+        let connection = self
+            .shared
+            .registry
+            .insert(uid, &topics, self.shared.config.caps)?;
         let subscription = Subscription::new(Arc::clone(&self.shared), connection, options);
         // Closing may have snapshotted the registry just before the insert: look again.
         self.check_open()?;
@@ -376,11 +406,39 @@ impl Hub {
     /// What [`subscribe`](Self::subscribe) would answer, without subscribing: the lean server
     /// answers a `HEAD` of the events path with it (a probe leaves no connection behind).
     #[cfg(feature = "server")]
-    pub(crate) fn check_subscribe(&self, uid: &str) -> Result<(), SubscribeError> {
+    pub(crate) fn check_subscribe(
+        &self,
+        uid: &str,
+        options: &SubscribeOptions,
+    ) -> Result<(), SubscribeError> {
         if uid.is_empty() {
             return Err(SubscribeError::EmptyUid);
         }
+        self.check_topics(&options.topics)?;
         self.check_open()
+    }
+
+    /// A subscription's topics, checked, sorted and without duplicates.
+    fn check_topics(&self, topics: &[String]) -> Result<Vec<String>, SubscribeError> {
+        let config = &self.shared.config;
+        for topic in topics {
+            crate::topic::check_topic(topic, config.limits.max_topic_len).map_err(|error| {
+                SubscribeError::InvalidTopic {
+                    topic: topic.clone(),
+                    error,
+                }
+            })?;
+        }
+        let mut topics = topics.to_vec();
+        topics.sort_unstable();
+        topics.dedup();
+        if topics.len() > config.max_topics_per_connection {
+            return Err(SubscribeError::TooManyTopics {
+                limit: config.max_topics_per_connection,
+                actual: topics.len(),
+            });
+        }
+        Ok(topics)
     }
 
     fn check_open(&self) -> Result<(), SubscribeError> {
@@ -422,7 +480,7 @@ impl Hub {
         let registry = &self.shared.registry;
         self.shared
             .counters
-            .snapshot(registry.users(), registry.connections())
+            .snapshot(registry.users(), registry.connections(), registry.topics())
     }
 
     /// Logs [`Hub::stats`] at `info` level through `tracing` (the seed's `PrintPushStats`).

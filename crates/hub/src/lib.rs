@@ -47,6 +47,7 @@ mod slow_client;
 mod stats;
 pub mod store;
 mod subscription;
+mod topic;
 
 pub use config::{
     BuildError, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECTION_BUFFER, DEFAULT_HEARTBEAT,
@@ -62,4 +63,9 @@ pub use resend::HISTORY_GAP_EVENT_TYPE;
 pub use slow_client::SlowClientPolicy;
 pub use ssehub_wire::{Event, Utf8Bytes};
 pub use stats::HubStats;
+pub use store::Recipients;
 pub use subscription::{SubscribeOptions, Subscription};
+pub use topic::{
+    AllowedTopics, DEFAULT_MAX_TOPIC_LEN, DEFAULT_MAX_TOPICS_PER_CONNECTION,
+    DEFAULT_MAX_TOPICS_PER_PUSH, Subscriber, TopicError, check_topic,
+};

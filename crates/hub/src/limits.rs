@@ -10,6 +10,7 @@ use std::fmt;
 use ssehub_wire::Event;
 
 use crate::PushError;
+use crate::store::Recipients;
 
 /// The default longest event id, in bytes. A client sends its last event id back in the
 /// `Last-Event-ID` header on every reconnection, so a long id makes every reconnection of every
@@ -51,6 +52,8 @@ pub const DEFAULT_MAX_DATA_LEN: usize = 1 << 20;
 pub enum PushField {
     /// The uid list.
     Uids,
+    /// The topic list.
+    Topics,
     /// The event list.
     Events,
     /// The id of the event at this position.
@@ -65,6 +68,7 @@ impl fmt::Display for PushField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Uids => f.write_str("uids"),
+            Self::Topics => f.write_str("topics"),
             Self::Events => f.write_str("events"),
             Self::Id(index) => write!(f, "events[{index}].id"),
             Self::EventType(index) => write!(f, "events[{index}].event"),
@@ -80,6 +84,8 @@ pub(crate) struct PushLimits {
     pub(crate) max_event_type_len: usize,
     pub(crate) max_events: usize,
     pub(crate) max_uids: usize,
+    pub(crate) max_topics: usize,
+    pub(crate) max_topic_len: usize,
     pub(crate) max_data_len: usize,
 }
 
@@ -90,6 +96,8 @@ impl Default for PushLimits {
             max_event_type_len: DEFAULT_MAX_EVENT_TYPE_LEN,
             max_events: DEFAULT_MAX_EVENTS_PER_PUSH,
             max_uids: DEFAULT_MAX_UIDS_PER_PUSH,
+            max_topics: crate::topic::DEFAULT_MAX_TOPICS_PER_PUSH,
+            max_topic_len: crate::topic::DEFAULT_MAX_TOPIC_LEN,
             max_data_len: DEFAULT_MAX_DATA_LEN,
         }
     }
@@ -99,8 +107,18 @@ impl PushLimits {
     /// Refuses a push over any limit: the counts first, then each event in order, so the error
     /// names the first offending field. `uids` is the list as given (before duplicates are
     /// removed); a broadcast passes zero.
-    pub(crate) fn check(&self, uids: usize, events: &[Event]) -> Result<(), PushError> {
-        self.check_counts(uids, events.len())?;
+    /// Checks a push: its recipients (counts, an empty uid, each topic's name) and events.
+    pub(crate) fn check(&self, recipients: &Recipients, events: &[Event]) -> Result<(), PushError> {
+        if let Recipients::Listed(listed) = recipients {
+            self.check_counts(listed.uids().len(), listed.topics().len(), events.len())?;
+            // Sorted: an empty uid comes first.
+            if listed.uids().first().is_some_and(|uid| uid.is_empty()) {
+                return Err(PushError::EmptyUid { index: 0 });
+            }
+            self.check_topics(listed.topics())?;
+        } else {
+            self.check_counts(0, 0, events.len())?;
+        }
         for (index, event) in events.iter().enumerate() {
             let id_len = event.id.as_ref().map_or(0, |id| id.len());
             let type_len = event
@@ -128,8 +146,23 @@ impl PushLimits {
     }
 
     /// The count limits alone, which the push API also checks before building any event.
-    pub(crate) fn check_counts(&self, uids: usize, events: usize) -> Result<(), PushError> {
+    /// Each topic's name, naming the first bad one by its index.
+    pub(crate) fn check_topics<S: AsRef<str>>(&self, topics: &[S]) -> Result<(), PushError> {
+        for (index, topic) in topics.iter().enumerate() {
+            crate::topic::check_topic(topic.as_ref(), self.max_topic_len)
+                .map_err(|error| PushError::InvalidTopic { index, error })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_counts(
+        &self,
+        uids: usize,
+        topics: usize,
+        events: usize,
+    ) -> Result<(), PushError> {
         match over(PushField::Uids, self.max_uids, uids)
+            .or_else(|| over(PushField::Topics, self.max_topics, topics))
             .or_else(|| over(PushField::Events, self.max_events, events))
         {
             Some(error) => Err(error),
@@ -157,14 +190,58 @@ mod tests {
             max_event_type_len: 3,
             max_events: 2,
             max_uids: 1,
+            max_topics: 2,
+            max_topic_len: 3,
             max_data_len: 5,
         }
+    }
+
+    fn uids(n: usize) -> Recipients {
+        Recipients::uids((0..n).map(|i| format!("u{i}")))
+    }
+
+    #[test]
+    fn topics_are_counted_and_each_name_checked() {
+        let event = [Event::new("x")];
+        assert_eq!(
+            limits().check(&Recipients::topics(["a", "b"]), &event),
+            Ok(())
+        );
+        assert_eq!(
+            limits().check(&Recipients::topics(["a", "b", "c"]), &event),
+            Err(PushError::LimitExceeded {
+                field: PushField::Topics,
+                limit: 2,
+                actual: 3
+            })
+        );
+        assert_eq!(
+            limits().check(&Recipients::topics(["abcd"]), &event),
+            Err(PushError::InvalidTopic {
+                index: 0,
+                error: crate::TopicError::TooLong {
+                    limit: 3,
+                    actual: 4
+                }
+            })
+        );
+        assert_eq!(
+            limits().check(&Recipients::topics(["a", "b\r"]), &event),
+            Err(PushError::InvalidTopic {
+                index: 1,
+                error: crate::TopicError::ControlCharacter { at: 1 }
+            })
+        );
+        assert_eq!(
+            limits().check(&Recipients::uids(["a", ""]), &event),
+            Err(PushError::EmptyUid { index: 0 })
+        );
     }
 
     #[test]
     fn at_the_limit_passes_one_over_is_refused_naming_the_field() {
         let at = Event::new("12345").with_id("1234").with_event("abc");
-        assert_eq!(limits().check(1, &[at.clone(), at.clone()]), Ok(()));
+        assert_eq!(limits().check(&uids(1), &[at.clone(), at.clone()]), Ok(()));
         let over = |field, limit, actual| {
             Err(PushError::LimitExceeded {
                 field,
@@ -173,23 +250,23 @@ mod tests {
             })
         };
         assert_eq!(
-            limits().check(2, std::slice::from_ref(&at)),
+            limits().check(&uids(2), std::slice::from_ref(&at)),
             over(PushField::Uids, 1, 2)
         );
         assert_eq!(
-            limits().check(0, &[at.clone(), at.clone(), at.clone()]),
+            limits().check(&Recipients::All, &[at.clone(), at.clone(), at.clone()]),
             over(PushField::Events, 2, 3)
         );
         assert_eq!(
-            limits().check(0, &[at.clone(), at.clone().with_id("12345")]),
+            limits().check(&Recipients::All, &[at.clone(), at.clone().with_id("12345")]),
             over(PushField::Id(1), 4, 5)
         );
         assert_eq!(
-            limits().check(0, &[at.clone().with_event("abcd")]),
+            limits().check(&Recipients::All, &[at.clone().with_event("abcd")]),
             over(PushField::EventType(0), 3, 4)
         );
         assert_eq!(
-            limits().check(0, &[at, Event::new("123456")]),
+            limits().check(&Recipients::All, &[at, Event::new("123456")]),
             Err(PushError::TooLarge {
                 field: PushField::Data(1),
                 limit: 5,
@@ -201,11 +278,11 @@ mod tests {
     #[test]
     fn lengths_are_bytes_not_characters() {
         // "é" is two bytes in UTF-8.
-        assert!(limits().check(0, &[Event::new("ééé")]).is_err());
-        assert!(limits().check(0, &[Event::new("x").with_id("éé")]).is_ok());
+        assert!(limits().check(&Recipients::All, &[Event::new("ééé")]).is_err());
+        assert!(limits().check(&Recipients::All, &[Event::new("x").with_id("éé")]).is_ok());
         assert!(
             limits()
-                .check(0, &[Event::new("x").with_id("ééé")])
+                .check(&Recipients::All, &[Event::new("x").with_id("ééé")])
                 .is_err()
         );
     }

@@ -42,6 +42,8 @@ pub(crate) struct Rules {
 pub(crate) struct Connection {
     pub(crate) id: u64,
     pub(crate) uid: Arc<str>,
+    /// Its topics, sorted, without duplicates (each shared with the registry's topic index).
+    pub(crate) topics: Box<[Arc<str>]>,
     outbox: Mutex<Outbox>,
 }
 
@@ -250,10 +252,11 @@ pub(crate) struct Expired {
 }
 
 impl Connection {
-    pub(crate) fn new(id: u64, uid: Arc<str>) -> Self {
+    pub(crate) fn new(id: u64, uid: Arc<str>, topics: Box<[Arc<str>]>) -> Self {
         Self {
             id,
             uid,
+            topics,
             outbox: Mutex::new(Outbox::default()),
         }
     }
@@ -513,7 +516,7 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_in_bytes_as_well_as_in_events() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let rules = rules(100, 1000, SlowClientPolicy::Disconnect);
         assert_eq!(connection.offer(&[event(400)], 0, &rules).queued, 1);
         assert_eq!(connection.offer(&[event(400)], 0, &rules).queued, 1);
@@ -521,7 +524,7 @@ mod tests {
         assert_eq!(offered.failed_from, Some(0));
         assert!(offered.cut_off);
 
-        let connection = Connection::new(2, Arc::from("a"));
+        let connection = Connection::new(2, Arc::from("a"), Box::default());
         let rules = super::Rules { events: 2, ..rules };
         connection.offer(&[event(1)], 0, &rules);
         connection.offer(&[event(1)], 0, &rules);
@@ -530,7 +533,7 @@ mod tests {
 
     #[test]
     fn an_idle_connection_takes_a_whole_push_whatever_its_size() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let rules = rules(2, 1000, SlowClientPolicy::Disconnect);
         let offered = connection.offer(&[event(5000), event(5000), event(1)], 0, &rules);
         assert_eq!((offered.queued, offered.failed_from), (3, None));
@@ -540,7 +543,7 @@ mod tests {
 
     #[test]
     fn the_waiting_area_is_bounded_in_bytes_too() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let policy = SlowClientPolicy::Wait {
             timeout: Duration::from_secs(1),
             retries: 1,
@@ -555,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_cut_off_on_failure_a_full_waiting_area_ends_the_stream() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let policy = SlowClientPolicy::Wait {
             timeout: Duration::from_secs(1),
             retries: 1,
@@ -576,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_drain_copies_at_most_the_coalesce_limit_and_sends_big_events_as_they_are() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let rules = rules(1000, usize::MAX, SlowClientPolicy::Disconnect);
         let big = event(100 * 1024);
         let small: Vec<Bytes> = (0..100).map(|_| event(1024)).collect();
@@ -593,7 +596,7 @@ mod tests {
 
     #[test]
     fn a_drained_queue_gives_its_capacity_back() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let rules = rules(1000, usize::MAX, SlowClientPolicy::Disconnect);
         let events: Vec<Bytes> = (0..500).map(|_| event(10)).collect();
         connection.offer(&events, 0, &rules);
@@ -616,7 +619,7 @@ mod tests {
 
     #[test]
     fn a_filtered_resend_covers_only_its_event_type() {
-        let connection = Connection::new(1, Arc::from("a"));
+        let connection = Connection::new(1, Arc::from("a"), Box::default());
         let rules = rules(100, usize::MAX, SlowClientPolicy::Disconnect);
         let order = Bytes::from_static(b"id: 1\nevent: order\ndata: o\n\n");
         let chat = Bytes::from_static(b"id: 2\nevent: chat\ndata: c\n\n");

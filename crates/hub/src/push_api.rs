@@ -1,9 +1,11 @@
 //! The seed's JSON push API, independent of any server framework.
 //!
-//! Request: `{"uids":["u001"],"events":[{"id":"1","event":"message","data":"hello"}]}`; `id`
-//! and `event` are optional. **Omitting `uids` broadcasts** (the seed's contract); `"uids": []`
-//! and `"uids": null` are refused, as is any field not listed here (top level or in an event), so
-//! a typo such as `"uid"` is a `400`, never a broadcast. Response envelope:
+//! Request: `{"uids":["u001"],"topics":["orders/42"],"events":[{"id":"1","event":"message","data":"hello"}]}`;
+//! `id` and `event` are optional. `uids` and `topics` together address the union (a connection
+//! of one of the uids or subscribed to one of the topics gets each event once). **Omitting both
+//! broadcasts** (the seed's contract); `"uids": []`, `"topics": []` and `null` for either are
+//! refused, as is any field not listed here (top level or in an event), so a typo such as `"uid"`
+//! is a `400`, never a broadcast. Response envelope:
 //! `{"code":0,"msg":"ok","data":{"ids":[...],"connections":N,"failed":N}}`, or on error
 //! `{"code":<HTTP status>,"msg":"<what is wrong, naming the field>","data":{}}`.
 //!
@@ -28,7 +30,7 @@ use serde_json::value::RawValue;
 use ssehub_wire::{Event, Utf8Bytes};
 
 use crate::limits::PushLimits;
-use crate::{CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT_TYPE, PushError, PushReceipt};
+use crate::{CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT_TYPE, PushError, PushReceipt, Recipients};
 
 /// The event types the HTTP push API refuses unless the hub allows them with
 /// [`HubBuilder::allow_reserved_event_types_over_http`](crate::HubBuilder::allow_reserved_event_types_over_http):
@@ -56,8 +58,11 @@ pub const RESERVED_EVENT_TYPES: [&str; 2] = [CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PushRequest {
-    /// Who to push to, never empty; `None` (no `uids` in the body) broadcasts.
+    /// The uids to push to, never empty; `None`: the body has no `uids`.
     pub uids: Option<Vec<String>>,
+    /// The topics to push to, never empty; `None`: the body has no `topics`. With neither, the
+    /// push is a broadcast ([`PushRequest::recipients`]).
+    pub topics: Option<Vec<String>>,
     /// What to push, in order.
     pub events: Vec<Event>,
 }
@@ -91,6 +96,8 @@ pub enum PushRequestError {
     /// `"uids": []` or `"uids": null`. Only a body without `uids` broadcasts, so that a list that
     /// came out empty reaches nobody rather than everybody.
     EmptyUids,
+    /// `"topics": []` or `"topics": null`, for the same reason.
+    EmptyTopics,
     /// An event of a type clients give a meaning to ([`RESERVED_EVENT_TYPES`]), which the hub
     /// does not accept over HTTP.
     ReservedEventType {
@@ -115,9 +122,12 @@ impl fmt::Display for PushRequestError {
                 f,
                 "events[{index}].data: missing; send a string, or any other JSON value"
             ),
-            Self::EmptyUids => {
-                f.write_str("uids: empty; name at least one uid, or omit uids to broadcast")
-            }
+            Self::EmptyUids => f.write_str(
+                "uids: empty; name at least one uid, or omit uids (and topics) to broadcast",
+            ),
+            Self::EmptyTopics => f.write_str(
+                "topics: empty; name at least one topic, or omit topics (and uids) to broadcast",
+            ),
             Self::ReservedEventType { index, event_type } => write!(
                 f,
                 "events[{index}].event: `{event_type}` is reserved ({}) and not accepted over HTTP; \
@@ -153,6 +163,8 @@ struct RawRequest<'a> {
     /// `None` without the field, `Some(None)` for `null`.
     #[serde(default, deserialize_with = "present")]
     uids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    topics: Option<Option<Vec<String>>>,
     #[serde(default, borrow)]
     events: Option<Vec<RawEvent<'a>>>,
 }
@@ -238,9 +250,21 @@ impl PushRequest {
         if let Some(index) = uids.iter().flatten().position(String::is_empty) {
             return Err(PushError::EmptyUid { index }.into());
         }
+        let topics = match raw.topics {
+            None => None,
+            Some(None) => return Err(PushRequestError::EmptyTopics),
+            Some(Some(topics)) if topics.is_empty() => return Err(PushRequestError::EmptyTopics),
+            Some(Some(topics)) => Some(topics),
+        };
         let raw_events = raw.events.unwrap_or_default();
         if let Some(limits) = limits {
-            limits.check_counts(uids.as_ref().map_or(0, Vec::len), raw_events.len())?;
+            limits.check_counts(
+                uids.as_ref().map_or(0, Vec::len),
+                topics.as_ref().map_or(0, Vec::len),
+                raw_events.len(),
+            )?;
+            // Here, in the order sent, so that the error's index is the request's.
+            limits.check_topics(topics.as_deref().unwrap_or_default())?;
         }
         if raw_events.is_empty() {
             return Err(PushError::NoEvents.into());
@@ -264,7 +288,33 @@ impl PushRequest {
                 .map_err(|source| PushError::InvalidEvent { index, source })?;
             events.push(event);
         }
-        Ok(Self { uids, events })
+        Ok(Self {
+            uids,
+            topics,
+            events,
+        })
+    }
+
+    /// Who the request addresses: its uids and topics, or everyone when it names neither.
+    ///
+    /// ```
+    /// use ssehub_hub::Recipients;
+    /// use ssehub_hub::push_api::PushRequest;
+    ///
+    /// let both = PushRequest::from_json(br#"{"uids":["a"],"topics":["t"],"events":[{"data":1}]}"#)?;
+    /// assert_eq!(both.recipients(), Recipients::new(["a"], ["t"]));
+    /// let everyone = PushRequest::from_json(br#"{"events":[{"data":1}]}"#)?;
+    /// assert_eq!(everyone.recipients(), Recipients::All);
+    /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
+    /// ```
+    pub fn recipients(&self) -> Recipients {
+        match (&self.uids, &self.topics) {
+            (None, None) => Recipients::All,
+            (uids, topics) => Recipients::new(
+                uids.iter().flatten(),
+                topics.iter().flatten(),
+            ),
+        }
     }
 
     /// Refuses an event of a reserved type ([`RESERVED_EVENT_TYPES`]), naming the first one.

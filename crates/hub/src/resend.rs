@@ -87,13 +87,16 @@ impl Replay {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         uid: &str,
+        topics: &[Arc<str>],
         last_event_id: String,
         event_type: Option<String>,
         page_size: usize,
         timeout: Duration,
         turns: Arc<Semaphore>,
     ) -> Self {
-        let mut query = ListQuery::new(uid, 0, page_size);
+        // The topics the connection has now, whatever it had when it missed the events.
+        let mut query =
+            ListQuery::new(uid, 0, page_size).topics(topics.iter().map(|topic| topic.to_string()));
         query.event_type = event_type;
         let locate = {
             let store = Arc::clone(&store);

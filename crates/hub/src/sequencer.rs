@@ -205,11 +205,9 @@ async fn commit(
         next_seq = Some(seq);
         let mut seq = first_seq;
         for (submission, prepared) in batch.drain(..).zip(prepared) {
-            let uids = match &submission.recipients {
-                Recipients::All => None,
-                Recipients::Uids(uids) => Some(&uids[..]),
-            };
-            let tally = shared.fan_out(uids, &prepared.encoded, seq).await;
+            let tally = shared
+                .fan_out(&submission.recipients, &prepared.encoded, seq)
+                .await;
             seq += prepared.encoded.len() as u64;
             // The pusher may have given up waiting; the push happened all the same.
             let _ = submission.reply.send(Ok(Committed {

@@ -29,7 +29,12 @@ impl Counters {
         self.timeout.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self, online_users: usize, connections: usize) -> HubStats {
+    pub(crate) fn snapshot(
+        &self,
+        online_users: usize,
+        connections: usize,
+        topics: usize,
+    ) -> HubStats {
         HubStats {
             total: self.total.load(Ordering::Relaxed),
             success: self.success.load(Ordering::Relaxed),
@@ -37,6 +42,7 @@ impl Counters {
             timeout: self.timeout.load(Ordering::Relaxed),
             online_users,
             connections,
+            topics,
         }
     }
 }
@@ -71,19 +77,22 @@ pub struct HubStats {
     pub online_users: usize,
     /// Live connections.
     pub connections: usize,
+    /// Distinct topics with at least one live connection.
+    pub topics: usize,
 }
 
 impl fmt::Display for HubStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pushes: total={} success={} failed={} timeout={}; online: users={} connections={}",
+            "pushes: total={} success={} failed={} timeout={}; online: users={} connections={} topics={}",
             self.total,
             self.success,
             self.failed,
             self.timeout,
             self.online_users,
-            self.connections
+            self.connections,
+            self.topics
         )
     }
 }

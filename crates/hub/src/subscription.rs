@@ -15,15 +15,22 @@ use crate::hub::Shared;
 use crate::outbox::{Connection, Drained};
 use crate::resend::{Replay, Step};
 
-/// Where a (re)connecting client wants to resume, from the query string or the headers.
+/// What a (re)connecting client asks for: its topics, and where to resume, from the query string
+/// or the headers.
 ///
-/// The hub keeps both for resending missed events from a store; with the `axum` feature this is
-/// also an extractor (headers win over the query, since a reconnecting browser sends the newer
-/// `Last-Event-ID` header but keeps its original URL).
+/// The hub keeps the resume position for resending missed events from a store; with the `axum`
+/// feature this is also an extractor (`?topic=` repeatable; headers win over the query for the
+/// resume position, since a reconnecting browser sends the newer `Last-Event-ID` header but keeps
+/// its original URL). Topics come from the request as asked: authorize them
+/// ([`Subscriber::authorize`](crate::Subscriber::authorize)) before subscribing; the HTTP
+/// front ends do.
 ///
 /// ```
-/// let options = ssehub_hub::SubscribeOptions::default().last_event_id("01J9Z3");
+/// let options = ssehub_hub::SubscribeOptions::default()
+///     .last_event_id("01J9Z3")
+///     .topic("orders/42");
 /// assert_eq!(options.last_event_id.as_deref(), Some("01J9Z3"));
+/// assert_eq!(options.topics, ["orders/42"]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,6 +39,9 @@ pub struct SubscribeOptions {
     pub last_event_id: Option<String>,
     /// Only resend events of this type (`Event-Type` header or `event_type` query).
     pub event_type: Option<String>,
+    /// The topics to receive, besides what is pushed to the uid and broadcasts (`topic` query,
+    /// repeatable). Duplicates count once.
+    pub topics: Vec<String>,
 }
 
 impl SubscribeOptions {
@@ -54,6 +64,34 @@ impl SubscribeOptions {
     #[must_use]
     pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
         self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Adds a topic to receive.
+    ///
+    /// ```
+    /// let options = ssehub_hub::SubscribeOptions::default().topic("prices").topic("news");
+    /// assert_eq!(options.topics, ["prices", "news"]);
+    /// ```
+    #[must_use]
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topics.push(topic.into());
+        self
+    }
+
+    /// Adds these topics to receive.
+    ///
+    /// ```
+    /// let options = ssehub_hub::SubscribeOptions::default().topics(["orders/1", "orders/2"]);
+    /// assert_eq!(options.topics.len(), 2);
+    /// ```
+    #[must_use]
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics.extend(topics.into_iter().map(Into::into));
         self
     }
 }
@@ -124,6 +162,7 @@ impl Subscription {
                 Some(Box::new(Replay::new(
                     Arc::clone(sequencer.store()),
                     &connection.uid,
+                    &connection.topics,
                     last_event_id.to_owned(),
                     options.event_type.clone().filter(|t| !t.is_empty()),
                     config.resend_page_size,

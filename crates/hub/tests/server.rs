@@ -15,16 +15,17 @@ use common::{PATIENCE, eventually, within};
 use http::{HeaderName, HeaderValue, StatusCode};
 use ssehub_hub::server::{Authenticate, Refusal, Server, ServerBuilder};
 use ssehub_hub::store::MemoryStore;
-use ssehub_hub::{CLOSE_EVENT_TYPE, Event, Hub};
+use ssehub_hub::{AllowedTopics, CLOSE_EVENT_TYPE, Event, Hub, Subscriber};
 use ssehub_wire::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// The test's authentication: the uid is the `uid` query parameter; none is `401`, `nobody`
-/// is `403`, `busy` a whole `429` refusal with `Retry-After` and a body, `down` a bare `503`. It
-/// also checks that the peer's address is there for it.
-fn uid_from_query(parts: &http::request::Parts) -> std::future::Ready<Result<String, Refusal>> {
+/// is `403`, `busy` a whole `429` refusal with `Retry-After` and a body, `down` a bare `503`.
+/// Each `allow` parameter is a topic pattern the subscriber may ask for. It also checks that the
+/// peer's address is there for it.
+fn uid_from_query(parts: &http::request::Parts) -> std::future::Ready<Result<Subscriber, Refusal>> {
     assert!(
         parts
             .extensions
@@ -43,7 +44,15 @@ fn uid_from_query(parts: &http::request::Parts) -> std::future::Ready<Result<Str
             .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("5"))
             .with_body("slow down")),
         Some("down") => Err(StatusCode::SERVICE_UNAVAILABLE.into()),
-        Some(uid) => Ok(uid.to_owned()),
+        Some(uid) => {
+            let allow = parts
+                .uri
+                .query()
+                .into_iter()
+                .flat_map(|query| query.split('&'))
+                .filter_map(|pair| pair.strip_prefix("allow="));
+            Ok(Subscriber::new(uid).allow_topics(AllowedTopics::new(allow)))
+        }
     })
 }
 
@@ -881,4 +890,70 @@ async fn an_authentication_that_never_answers_is_cut_off_by_the_head_timeout() {
             .0
             .starts_with("HTTP/1.1 200 OK\r\n")
     );
+}
+
+#[tokio::test]
+async fn topics_over_the_lean_path_are_authorized_checked_and_delivered() {
+    let server = Lean::start(Hub::new()).await;
+    // Allowed by a prefix pattern: a topic push reaches it, over the fallback's push API.
+    let mut watcher = server
+        .subscribe("uid=bob&allow=orders/*&topic=orders%2F42")
+        .await;
+    let mut other = server.subscribe("uid=carol&allow=*&topic=orders/7").await;
+    assert_eq!(server.hub.stats().topics, 2);
+    let mut publisher = server.connect().await;
+    publisher
+        .send(&push_request(
+            r#"{"topics":["orders/42"],"events":[{"data":"shipped"}]}"#,
+        ))
+        .await;
+    let (head, body) = publisher.response().await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}{body}");
+    assert!(body.contains(r#""connections":1"#), "{body}");
+    server.hub.broadcast([Event::new("all")]).await.unwrap();
+    assert_eq!(watcher.next_data().await, "shipped");
+    assert_eq!(watcher.next_data().await, "all");
+    assert_eq!(other.next_data().await, "all", "orders/7 is another topic");
+
+    for (query, status, says) in [
+        // Outside the allowed patterns, or no pattern at all: 403 naming the topic.
+        ("uid=bob&allow=orders/*&topic=prices", "403 Forbidden", "\"prices\""),
+        ("uid=bob&topic=orders/1", "403 Forbidden", "\"orders/1\""),
+        ("uid=bob&allow=orders/*&topic=orders", "403 Forbidden", "\"orders\""),
+        // Not a valid name: 400 naming it and what is wrong.
+        ("uid=bob&allow=*&topic=a%0Ab", "400 Bad Request", "control character"),
+        ("uid=bob&allow=*&topic=", "400 Bad Request", "must not be empty"),
+        ("uid=bob&allow=*&topic=%FF", "400 Bad Request", "not UTF-8"),
+    ] {
+        let mut raw = server.connect().await;
+        raw.send(&format!("GET /events?{query} HTTP/1.1\r\nHost: t\r\n\r\n"))
+            .await;
+        let answer = raw.rest().await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{query}: {answer}"
+        );
+        assert!(answer.contains(says), "{query}: {answer}");
+    }
+    // A HEAD probe is authorized the same way, and leaves nothing behind.
+    let mut probe = server.connect().await;
+    probe
+        .send("HEAD /events?uid=bob&topic=prices HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    assert!(probe.rest().await.starts_with("HTTP/1.1 403 Forbidden\r\n"));
+    assert_eq!(server.hub.stats().connections, 2);
+    assert_eq!(server.hub.stats().topics, 2);
+}
+
+#[tokio::test]
+async fn too_many_topics_for_one_connection_is_a_400() {
+    let hub = Hub::builder().max_topics_per_connection(2).build().unwrap();
+    let server = Lean::start(hub).await;
+    let _ok = server.subscribe("uid=a&allow=*&topic=x&topic=y&topic=x").await; // x once
+    let mut raw = server.connect().await;
+    raw.send("GET /events?uid=a&allow=*&topic=x&topic=y&topic=z HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let answer = raw.rest().await;
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.contains("3 topics, over the limit of 2"), "{answer}");
 }

@@ -7,11 +7,16 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-/// Finds the uid of an event-stream request, or the answer that refuses it.
+use crate::Subscriber;
+
+/// Finds who is asking for an event stream (a [`Subscriber`]: its uid and the topics it may
+/// subscribe to), or the answer that refuses it.
 ///
 /// [`Server::builder`](super::Server::builder) takes one. Any closure
-/// `Fn(&Parts) -> impl Future<Output = Result<String, E>>` with `E: Into<Refusal>` is one, so a
-/// refusal can be a bare [`StatusCode`] or a whole [`Refusal`]. The future may await a session
+/// `Fn(&Parts) -> impl Future<Output = Result<T, E>>` with `T: Into<Subscriber>` (a `String`
+/// uid is a subscriber with no topic) and `E: Into<Refusal>` is one, so a refusal can be a bare
+/// [`StatusCode`] or a whole [`Refusal`]. The server then checks the request's `?topic=` against
+/// the subscriber's allowed topics: one outside them is a `403` naming it. The future may await a session
 /// store or a key set; it runs under the server's head timeout. The closure gets the head by
 /// reference and its future must not borrow it: take what the future needs (a header, the
 /// query) before the `async move` block.
@@ -40,23 +45,40 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 ///
 /// use http::StatusCode;
 /// use http::request::Parts;
+/// use ssehub_hub::Subscriber;
 /// use ssehub_hub::server::{Authenticate, Refusal};
 ///
 /// struct ApiKeys(HashMap<String, String>);
 ///
 /// impl Authenticate for ApiKeys {
-///     async fn authenticate(&self, parts: &Parts) -> Result<String, Refusal> {
+///     async fn authenticate(&self, parts: &Parts) -> Result<Subscriber, Refusal> {
 ///         let key = parts
 ///             .headers
 ///             .get("x-api-key")
 ///             .and_then(|key| key.to_str().ok())
 ///             .ok_or(StatusCode::UNAUTHORIZED)?;
-///         self.0.get(key).cloned().ok_or(StatusCode::FORBIDDEN.into())
+///         let uid = self.0.get(key).ok_or(StatusCode::FORBIDDEN)?;
+///         Ok(Subscriber::new(uid.as_str()))
 ///     }
 /// }
 ///
 /// let keys = ApiKeys(HashMap::from([("k1".to_owned(), "alice".to_owned())]));
 /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), keys);
+/// ```
+///
+/// With topics: the subscriber may ask for `?topic=orders/...` of its own, and `prices`.
+///
+/// ```
+/// use http::request::Parts;
+/// use ssehub_hub::{AllowedTopics, Subscriber};
+///
+/// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &Parts| {
+///     // A real application reads these from a verified token.
+///     let (uid, patterns) = ("alice", ["orders/alice/*", "prices"]);
+///     std::future::ready(Ok::<_, http::StatusCode>(
+///         Subscriber::new(uid).allow_topics(AllowedTopics::new(patterns)),
+///     ))
+/// });
 /// ```
 pub trait Authenticate: Send + Sync + 'static {
     /// The uid to subscribe `parts` to, or the answer that refuses it. `parts` has the peer's
@@ -72,24 +94,32 @@ pub trait Authenticate: Send + Sync + 'static {
     /// assert_eq!(authenticate.authenticate(&parts).await.unwrap(), "u");
     /// # }
     /// ```
-    fn authenticate(&self, parts: &Parts) -> impl Future<Output = Result<String, Refusal>> + Send;
+    fn authenticate(
+        &self,
+        parts: &Parts,
+    ) -> impl Future<Output = Result<Subscriber, Refusal>> + Send;
 }
 
-impl<F, Fut, E> Authenticate for F
+impl<F, Fut, T, E> Authenticate for F
 where
     F: Fn(&Parts) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<String, E>> + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Into<Subscriber> + 'static,
     E: Into<Refusal> + 'static,
 {
-    fn authenticate(&self, parts: &Parts) -> impl Future<Output = Result<String, Refusal>> + Send {
+    fn authenticate(
+        &self,
+        parts: &Parts,
+    ) -> impl Future<Output = Result<Subscriber, Refusal>> + Send {
         let verdict = self(parts);
-        async move { verdict.await.map_err(Into::into) }
+        async move { verdict.await.map(Into::into).map_err(Into::into) }
     }
 }
 
 /// The authentication's future, boxed: the connection's task holds a pointer to it, not the
 /// future itself, so an idle stream's task does not grow with the application's hook.
-pub(super) type Verdict<'a> = Pin<Box<dyn Future<Output = Result<String, Refusal>> + Send + 'a>>;
+pub(super) type Verdict<'a> =
+    Pin<Box<dyn Future<Output = Result<Subscriber, Refusal>> + Send + 'a>>;
 
 /// [`Authenticate`] as a trait object (its method returns an `impl Future`, so it has none).
 pub(super) trait DynAuthenticate: Send + Sync + 'static {

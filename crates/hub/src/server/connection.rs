@@ -127,8 +127,8 @@ async fn start_events(
         verdict = tokio::time::timeout_at(deadline, inner.authenticate.authenticate_boxed(&parts)) => verdict,
         () = shutdown.cancelled() => return Decision::Close,
     };
-    let uid = match verdict {
-        Ok(Ok(uid)) => uid,
+    let subscriber = match verdict {
+        Ok(Ok(subscriber)) => subscriber,
         Ok(Err(refusal)) => {
             let stream_headers = &inner.hub.config().stream_headers;
             return Decision::Answer(
@@ -151,11 +151,12 @@ async fn start_events(
         }
     };
     let hub = &inner.hub;
+    let uid = subscriber.uid.as_str();
     let mut head = stream_head(&hub.config().stream_headers);
-    let subscribed = if head_only {
-        hub.check_subscribe(&uid).map(|()| None)
-    } else {
-        hub.subscribe(&uid, options).map(Some)
+    let subscribed = match subscriber.authorize(&options) {
+        Err(error) => Err(error),
+        Ok(()) if head_only => hub.check_subscribe(uid, &options).map(|()| None),
+        Ok(()) => hub.subscribe(uid, options).map(Some),
     };
     let subscription = match subscribed {
         Ok(Some(subscription)) => Some(subscription),
@@ -186,7 +187,16 @@ async fn start_events(
             head.extend_from_slice(&body);
             None
         }
-        Err(error @ SubscribeError::EmptyUid) => {
+        Err(error @ SubscribeError::TopicForbidden { .. }) => {
+            tracing::debug!(%peer, uid, %error, "stream refused");
+            let response = answer(inner, StatusCode::FORBIDDEN, &error.to_string(), head_only);
+            return Decision::Answer(socket, response);
+        }
+        Err(
+            error @ (SubscribeError::EmptyUid
+            | SubscribeError::InvalidTopic { .. }
+            | SubscribeError::TooManyTopics { .. }),
+        ) => {
             let response = answer(
                 inner,
                 StatusCode::BAD_REQUEST,

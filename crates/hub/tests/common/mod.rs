@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use ssehub_hub::Hub;
+use ssehub_hub::{AllowedTopics, Hub, Subscriber};
 use ssehub_hub::axum::SubscriberId;
 use ssehub_wire::{Decoder, Event, Frame};
 
@@ -30,15 +30,28 @@ pub struct TestServer {
     pub client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// Stands in for an application's auth middleware: the uid comes from the `uid` query parameter.
+/// Stands in for an application's auth middleware: the uid comes from the `uid` query
+/// parameter, the allowed topic patterns from `allow` (repeatable); with no `allow` it inserts a
+/// bare [`SubscriberId`] (no topic allowed).
 async fn uid_from_query(mut request: Request, next: Next) -> Response {
-    let uid = request
-        .uri()
-        .query()
-        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
-        .unwrap_or("")
-        .to_owned();
-    request.extensions_mut().insert(SubscriberId(uid));
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let param = |name: &str| {
+        let prefix = format!("{name}=");
+        query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let uid = param("uid").into_iter().next().unwrap_or_default();
+    let allow = param("allow");
+    if allow.is_empty() {
+        request.extensions_mut().insert(SubscriberId(uid));
+    } else {
+        let allowed = AllowedTopics::new(allow);
+        request
+            .extensions_mut()
+            .insert(Subscriber::new(uid).allow_topics(allowed));
+    }
     next.run(request).await
 }
 
