@@ -1,8 +1,10 @@
 //! The record format: how a record and a recipient set are laid out in the file.
 //!
-//! Fixed-width numbers are little-endian; a string is a u32 length and UTF-8.
+//! Fixed-width numbers are little-endian; a string is a u32 length and UTF-8; a list is a u32
+//! count, then each string, sorted and distinct (as [`Recipients`] keeps them: any other order
+//! is damage, so that a list has one encoding).
 //!
-//! Format 2 (this build), a record (a value of the `events` table):
+//! Format 3 (this build), a record (a value of the `events` table), unchanged since format 2:
 //!
 //! ```text
 //!   tag (u8, 2)  saved_at (u64 ms since the UNIX epoch)  flags (u8)    <- the header
@@ -11,33 +13,34 @@
 //! ```
 //!
 //! A recipient set (a value of the `recipients` table, keyed by the seq of the first record that
-//! used it): a u32 count, then each uid.
+//! used it): the list of uids, then, only if there are topics, the list of topics (its count at
+//! least 1). A set without topics is thus laid out as format 2 laid out every set (the uids
+//! only), so a format-2 file needs no rewrite; and writing no topic part rather than an empty
+//! one keeps a set to one encoding. Format 3 has its own version only so that older builds,
+//! which would take a topic part for damage, refuse the file.
 //!
 //! Format 1 (files written before the format had a version) kept the recipients inside each
 //! record: `saved_at, recipients (u32 count or u32::MAX for everyone, then each uid), flags, id,
 //! type, retry, data`. It is only read, to migrate.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ssehub_store::{Recipients, Record, StoreError};
+use ssehub_store::{Listed, Recipients, Record, StoreError};
 use ssehub_wire::{Event, Utf8Bytes};
 
 /// The format this build writes (and the newest it reads).
-pub(crate) const VERSION: u64 = 2;
-/// The first byte of every format-2 record: a record that does not start with it is damaged.
+pub(crate) const VERSION: u64 = 3;
+/// The first byte of every record since format 2: a record that does not start with it is
+/// damaged. Format 3 changed only the sets, so its records keep format 2's tag.
 const TAG: u8 = 2;
 
 const HAS_ID: u8 = 1;
 const HAS_TYPE: u8 = 2;
 const HAS_RETRY: u8 = 4;
 const HAS_SET: u8 = 8;
-/// Every flag format 2 defines: a record with another one set is damaged.
+/// Every flag formats 2 and 3 define: a record with another one set is damaged.
 const FLAGS: u8 = HAS_ID | HAS_TYPE | HAS_RETRY | HAS_SET;
-
-/// A uid list shared by records.
-pub(crate) type Uids = Arc<[Arc<str>]>;
 
 /// What retention and `seq_of` need of a record, readable without decoding the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,7 @@ pub(crate) struct Header {
     pub(crate) set: Option<u64>,
 }
 
-/// Appends `record` in format 2, its recipients being the set `set` (`None`: a broadcast).
+/// Appends `record` in format 3, its recipients being the set `set` (`None`: a broadcast).
 pub(crate) fn encode(record: &Record, set: Option<u64>, buf: &mut Vec<u8>) {
     let event = &record.event;
     let flag = |set: bool, bit: u8| if set { bit } else { 0 };
@@ -65,19 +68,20 @@ pub(crate) fn encode(record: &Record, set: Option<u64>, buf: &mut Vec<u8>) {
 }
 
 /// Appends a recipient set.
-pub(crate) fn encode_set(uids: &[Arc<str>], buf: &mut Vec<u8>) {
-    put_len(buf, uids.len());
-    for uid in uids {
-        put_str(buf, uid);
+pub(crate) fn encode_set(set: &Listed, buf: &mut Vec<u8>) {
+    put_list(buf, set.uids());
+    // No topic part for no topics: one encoding per set, format 2's when it has none.
+    if !set.topics().is_empty() {
+        put_list(buf, set.topics());
     }
 }
 
-/// The header of a format-2 record.
+/// The header of a record.
 pub(crate) fn header(seq: u64, bytes: &[u8]) -> Result<Header, StoreError> {
     Reader { seq, bytes }.header()
 }
 
-/// The event id of a format-2 record, if it has one and it can be read.
+/// The event id of a record, if it has one and it can be read.
 pub(crate) fn id(seq: u64, bytes: &[u8]) -> Option<String> {
     let mut reader = Reader { seq, bytes };
     let (_, flags) = reader.header_flags().ok()?;
@@ -89,16 +93,16 @@ pub(crate) fn id(seq: u64, bytes: &[u8]) -> Option<String> {
         .flatten()
 }
 
-/// Decodes a format-2 record; `set` loads the recipient set with the given key.
+/// Decodes a record; `set` loads the recipient set with the given key.
 pub(crate) fn decode(
     seq: u64,
     bytes: &[u8],
-    set: impl FnOnce(u64) -> Result<Uids, StoreError>,
+    set: impl FnOnce(u64) -> Result<Listed, StoreError>,
 ) -> Result<Record, StoreError> {
     let mut reader = Reader { seq, bytes };
     let (saved_at, flags) = reader.header_flags()?;
     let recipients = if flags & HAS_SET != 0 {
-        Recipients::Uids(set(reader.u64()?)?)
+        Recipients::Listed(set(reader.u64()?)?)
     } else {
         Recipients::All
     };
@@ -112,22 +116,29 @@ pub(crate) fn decode(
     })
 }
 
-/// Decodes a recipient set, naming in errors the record `seq` that refers to it.
-pub(crate) fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Uids, StoreError> {
+/// Decodes a recipient set (of format 2 or 3), naming in errors the record `seq` that refers to
+/// it and the set's `key`.
+pub(crate) fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Listed, StoreError> {
     let mut reader = Reader { seq, bytes };
-    let count = reader.u32()?;
-    // A damaged count must not reserve gigabytes: each uid takes at least its 4-byte length.
-    if count as usize > bytes.len() / 4 {
-        return Err(reader.corrupt(format!("its recipient set {key} is damaged")));
-    }
-    let uids = (0..count)
-        .map(|_| reader.text().map(|uid| Arc::from(uid.as_str())))
-        .collect::<Result<Vec<_>, _>>()?;
-    reader.finish()?;
-    Ok(uids.into())
+    let (uids, topics) = reader.set().map_err(|error| match error {
+        StoreError::Corrupt { seq, reason } => StoreError::Corrupt {
+            seq,
+            reason: format!("its recipient set {key} is damaged: {reason}"),
+        },
+        other => other,
+    })?;
+    Ok(listed(uids, topics))
 }
 
-/// Format 1, read only to migrate a file to format 2.
+/// The [`Listed`] of these uids and topics.
+fn listed(uids: Vec<&str>, topics: Vec<&str>) -> Listed {
+    match Recipients::new(uids, topics) {
+        Recipients::Listed(listed) => listed,
+        Recipients::All => unreachable!("Recipients::new makes a list"),
+    }
+}
+
+/// Format 1, read only to migrate a file to format 3.
 pub(crate) mod v1 {
     use super::{
         ALL, Duration, HAS_ID, HAS_RETRY, HAS_TYPE, Recipients, Record, StoreError, UNIX_EPOCH,
@@ -142,15 +153,10 @@ pub(crate) mod v1 {
         let saved_at = UNIX_EPOCH + Duration::from_millis(reader.u64()?);
         let recipients = match reader.u32()? {
             ALL => Recipients::All,
-            count if count as usize > bytes.len() / 4 => {
-                return Err(reader.corrupt("its recipient count is damaged".to_owned()));
-            }
-            count => {
-                let uids = (0..count)
-                    .map(|_| reader.text().map(|uid| uid.as_str().into()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Recipients::Uids(uids.into())
-            }
+            // Builds of format 1 wrote a broadcast as ALL, never as no uids; a list of none, which
+            // they read as reaching nobody, still does. They wrote uids sorted and distinct
+            // (`Recipients::uids`), as `names` requires.
+            count => Recipients::uids(reader.names(count)?),
         };
         let flags = reader.u8()?;
         if flags & !FLAGS != 0 {
@@ -166,13 +172,14 @@ pub(crate) mod v1 {
         })
     }
 
-    /// Encodes a record in format 1, as builds before the format version wrote it.
+    /// Encodes a record in format 1, as builds before the format version wrote it. Format 1 had
+    /// no topics: a record's are left out.
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn encode(record: &Record, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&super::millis(record.saved_at).to_le_bytes());
         match &record.recipients {
             Recipients::All => buf.extend_from_slice(&ALL.to_le_bytes()),
-            Recipients::Uids(uids) => super::encode_set(uids, buf),
+            Recipients::Listed(listed) => super::put_list(buf, listed.uids()),
         }
         let event = &record.event;
         let flag = |set: bool, bit: u8| if set { bit } else { 0 };
@@ -220,13 +227,20 @@ fn put_str(buf: &mut Vec<u8>, text: &str) {
     buf.extend_from_slice(text.as_bytes());
 }
 
+fn put_list(buf: &mut Vec<u8>, names: &[impl AsRef<str>]) {
+    put_len(buf, names.len());
+    for name in names {
+        put_str(buf, name.as_ref());
+    }
+}
+
 /// Reads the record format, naming the record in every error.
 struct Reader<'a> {
     seq: u64,
     bytes: &'a [u8],
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn corrupt(&self, reason: String) -> StoreError {
         StoreError::Corrupt {
             seq: self.seq,
@@ -278,7 +292,51 @@ impl Reader<'_> {
         Ok(event)
     }
 
-    fn take(&mut self, len: usize) -> Result<&[u8], StoreError> {
+    /// A recipient set's uids and topics.
+    fn set(&mut self) -> Result<(Vec<&'a str>, Vec<&'a str>), StoreError> {
+        let uids = self.list()?;
+        // Format 2's sets, and format 3's without topics, end here.
+        let topics = if self.bytes.is_empty() {
+            Vec::new()
+        } else {
+            let topics = self.list()?;
+            if topics.is_empty() {
+                // Written as no topic part: an empty one would be a second encoding.
+                return Err(self.corrupt("its topic list is empty".to_owned()));
+            }
+            topics
+        };
+        self.finish()?;
+        Ok((uids, topics))
+    }
+
+    fn list(&mut self) -> Result<Vec<&'a str>, StoreError> {
+        let count = self.u32()?;
+        self.names(count)
+    }
+
+    /// `count` strings, sorted and distinct.
+    fn names(&mut self, count: u32) -> Result<Vec<&'a str>, StoreError> {
+        let count = count as usize;
+        // A damaged count must not reserve gigabytes: each string takes at least its 4-byte
+        // length.
+        if count > self.bytes.len() / 4 {
+            return Err(self.corrupt(format!("a count of {count} is damaged")));
+        }
+        let mut names: Vec<&str> = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = self.str()?;
+            // Written sorted and distinct: anything else would decode to a list that encodes
+            // otherwise.
+            if names.last().is_some_and(|&last| last >= name) {
+                return Err(self.corrupt("a list is not sorted and distinct".to_owned()));
+            }
+            names.push(name);
+        }
+        Ok(names)
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], StoreError> {
         if self.bytes.len() < len {
             return Err(self.corrupt("the record ends early".to_owned()));
         }
@@ -301,6 +359,14 @@ impl Reader<'_> {
         let mut raw = [0; 8];
         raw.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(raw))
+    }
+
+    /// A string, borrowed from the bytes read.
+    fn str(&mut self) -> Result<&'a str, StoreError> {
+        let len = self.u32()? as usize;
+        let raw = self.take(len)?;
+        std::str::from_utf8(raw)
+            .map_err(|error| self.corrupt(format!("a text field is not UTF-8: {error}")))
     }
 
     fn text(&mut self) -> Result<Utf8Bytes, StoreError> {

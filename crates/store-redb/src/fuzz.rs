@@ -1,52 +1,48 @@
 //! The record format's functions for `crates/store-redb/fuzz`, behind the `fuzzing` feature.
 //! Not an API: it changes with the format.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use ssehub_store::{Record, StoreError};
+use ssehub_store::{Listed, Record, StoreError};
 
 use crate::format;
 
-/// A recipient set: the uids of a uni-cast.
-pub type Uids = Arc<[Arc<str>]>;
-
-/// Appends `record` in format 2, its recipients being the set `set` (`None`: a broadcast).
+/// Appends `record` in format 3, its recipients being the set `set` (`None`: a broadcast).
 pub fn encode(record: &Record, set: Option<u64>, buf: &mut Vec<u8>) {
     format::encode(record, set, buf);
 }
 
-/// Appends a recipient set.
-pub fn encode_set(uids: &[Arc<str>], buf: &mut Vec<u8>) {
-    format::encode_set(uids, buf);
+/// Appends a recipient set (format 3; one without topics is laid out as in format 2).
+pub fn encode_set(set: &Listed, buf: &mut Vec<u8>) {
+    format::encode_set(set, buf);
 }
 
-/// Appends `record` in format 1.
+/// Appends `record` in format 1 (its topics left out: format 1 had none).
 pub fn encode_v1(record: &Record, buf: &mut Vec<u8>) {
     format::v1::encode(record, buf);
 }
 
-/// A format-2 record's `saved_at` and recipient set key.
+/// A record's `saved_at` and recipient set key.
 pub fn header(seq: u64, bytes: &[u8]) -> Result<(SystemTime, Option<u64>), StoreError> {
     format::header(seq, bytes).map(|header| (header.saved_at, header.set))
 }
 
-/// A format-2 record's event id.
+/// A record's event id.
 pub fn id(seq: u64, bytes: &[u8]) -> Option<String> {
     format::id(seq, bytes)
 }
 
-/// Decodes a format-2 record; `set` loads the recipient set with the given key.
+/// Decodes a record; `set` loads the recipient set with the given key.
 pub fn decode(
     seq: u64,
     bytes: &[u8],
-    set: impl FnOnce(u64) -> Result<Uids, StoreError>,
+    set: impl FnOnce(u64) -> Result<Listed, StoreError>,
 ) -> Result<Record, StoreError> {
     format::decode(seq, bytes, set)
 }
 
-/// Decodes a recipient set.
-pub fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Uids, StoreError> {
+/// Decodes a recipient set (format 2 or 3).
+pub fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Listed, StoreError> {
     format::decode_set(seq, key, bytes)
 }
 

@@ -9,7 +9,7 @@ use ::redb::{
     WriteTransaction,
 };
 
-use ssehub_store::{ListQuery, Page, Recipients, Record, Store, async_trait};
+use ssehub_store::{ListQuery, Listed, Page, Recipients, Record, Store, async_trait};
 pub use ssehub_store::{Retention, StoreError};
 
 #[cfg(feature = "fuzzing")]
@@ -17,8 +17,6 @@ pub use ssehub_store::{Retention, StoreError};
 #[path = "fuzz.rs"]
 pub mod __fuzz;
 mod format;
-
-use format::Uids;
 
 /// `seq` → the record (see the `format` module).
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -52,7 +50,8 @@ const COMPACT_MIN_BYTES: u64 = 1 << 20;
 /// Only one process can open a directory at a time.
 ///
 /// - **Recipients are stored once per push**: consecutive records with the same recipients
-///   (the hub gives every event of a push the same set) share one stored set.
+///   (the hub gives every event of a push the same list of uids and topics) share one stored
+///   set.
 /// - **Retention** (count, age, bytes) drops the oldest records on every save; for
 ///   [`Retention::max_bytes`] a record counts its encoded length and each recipient set its own
 ///   once. The total is kept in the file, not recounted.
@@ -66,8 +65,9 @@ const COMPACT_MIN_BYTES: u64 = 1 << 20;
 ///   unreadable as unknown, and retention drops it without decoding it once it is the oldest
 ///   (at once if even its header is unreadable).
 ///
-/// The file has a format version: a file from an older build (format 1, recipients in every
-/// record) is migrated on open, in one transaction; a newer format is refused.
+/// The file has a format version: a file from an older build is upgraded on open (format 1,
+/// recipients in every record, is migrated in one transaction; format 2, whose sets hold no
+/// topics, is already valid format 3 and only marked so); a newer format is refused.
 ///
 /// ```
 /// use ssehub_store_redb::{RedbStore, Retention};
@@ -136,8 +136,9 @@ impl RedbStore {
     /// Opens the store in `dir` (created if missing), keeping what `retention` says.
     ///
     /// A file written before the format had a version (format 1) is migrated to this build's
-    /// format (2) in one transaction: it is readable by this build only afterwards. Records
-    /// it cannot decode are dropped in the migration.
+    /// format (3) in one transaction: it is readable by this build only afterwards. Records
+    /// it cannot decode are dropped in the migration. A format-2 file is kept as it is, only
+    /// marked format 3: from then on, older builds refuse it (it may come to hold topics).
     ///
     /// # Errors
     ///
@@ -194,6 +195,12 @@ impl RedbStore {
             let found = meta.get(FORMAT).map_err(backend)?.map(|v| v.value());
             match found {
                 Some(format::VERSION) => {}
+                // Format 2's records and sets are valid format 3 (its sets have no topic part):
+                // only the version changes, so that older builds refuse the file once it may
+                // hold topics.
+                Some(2) => {
+                    meta.insert(FORMAT, format::VERSION).map_err(backend)?;
+                }
                 // No version: format 1, or a new file (migrating an empty file is just this).
                 None | Some(1) => {
                     migrate_from_v1(&txn, &mut meta).map_err(|error| match error {
@@ -204,8 +211,8 @@ impl RedbStore {
                 Some(found) => {
                     return Err(StoreError::backend(format!(
                         "{} is in store format {found}, which this build does not read (it reads \
-                         format {} and migrates format 1): open it with the newer ssehub that \
-                         wrote it, or move the file away to start an empty history",
+                         format {} and upgrades formats 1 and 2): open it with the newer ssehub \
+                         that wrote it, or move the file away to start an empty history",
                         path.display(),
                         format::VERSION
                     )));
@@ -346,28 +353,30 @@ impl Inner {
                 let (mut last_seq, mut bytes) = (get(LAST_SEQ)?, get(BYTES)?);
                 let mut buf = Vec::new();
                 // The set the previous record used, while consecutive records share it.
-                let mut shared: Option<(&Uids, u64)> = None;
+                let mut shared: Option<(&Listed, u64)> = None;
                 for record in records {
                     let set = match &record.recipients {
                         Recipients::All => {
                             shared = None;
                             None
                         }
-                        Recipients::Uids(uids) => match shared {
+                        // A list of no one is stored as a set too (reaching nobody), never as a
+                        // broadcast.
+                        Recipients::Listed(listed) => match shared {
                             Some((previous, key))
-                                if Arc::ptr_eq(previous, uids) || previous == uids =>
+                                if previous.same(listed) || previous == listed =>
                             {
                                 Some(key)
                             }
                             _ => {
                                 buf.clear();
-                                format::encode_set(uids, &mut buf);
+                                format::encode_set(listed, &mut buf);
                                 bytes += buf.len() as u64;
                                 let old = tables.sets.insert(record.seq, buf.as_slice());
                                 if let Some(old) = old.map_err(backend)? {
                                     bytes = bytes.saturating_sub(old.value().len() as u64);
                                 }
-                                shared = Some((uids, record.seq));
+                                shared = Some((listed, record.seq));
                                 Some(record.seq)
                             }
                         },
@@ -498,12 +507,12 @@ impl Inner {
         let events = txn.open_table(EVENTS).map_err(backend)?;
         let sets = txn.open_table(SETS).map_err(backend)?;
         // Consecutive records share a set: decode it once per run.
-        let mut last_set: Option<(u64, Uids)> = None;
-        let mut load_set = |seq: u64, key: u64| -> Result<Uids, StoreError> {
-            if let Some((cached, uids)) = &last_set
+        let mut last_set: Option<(u64, Listed)> = None;
+        let mut load_set = |seq: u64, key: u64| -> Result<Listed, StoreError> {
+            if let Some((cached, set)) = &last_set
                 && *cached == key
             {
-                return Ok(Arc::clone(uids));
+                return Ok(set.clone());
             }
             let Some(bytes) = sets.get(key).map_err(backend)? else {
                 return Err(StoreError::Corrupt {
@@ -511,9 +520,9 @@ impl Inner {
                     reason: format!("its recipient set {key} is missing"),
                 });
             };
-            let uids = format::decode_set(seq, key, bytes.value())?;
-            last_set = Some((key, Arc::clone(&uids)));
-            Ok(uids)
+            let set = format::decode_set(seq, key, bytes.value())?;
+            last_set = Some((key, set.clone()));
+            Ok(set)
         };
         let mut skipped: Vec<StoreError> = Vec::new();
         let range = events
@@ -631,7 +640,7 @@ fn remove_set(sets: &mut Table<'_, u64, &'static [u8]>, key: u64) -> Result<u64,
     Ok(removed.map_or(0, |set| set.value().len() as u64))
 }
 
-/// Rewrites every record of a format-1 file in format 2, in the open transaction: recipients
+/// Rewrites every record of a format-1 file in format 3, in the open transaction: recipients
 /// move to the sets table (consecutive equal ones shared), records it cannot decode are dropped,
 /// and the bytes held are counted.
 fn migrate_from_v1(
@@ -642,7 +651,7 @@ fn migrate_from_v1(
     let mut tables = Tables::open(txn)?;
     let mut bytes = 0u64;
     let mut buf = Vec::new();
-    let mut shared: Option<(Uids, u64)> = None;
+    let mut shared: Option<(Listed, u64)> = None;
     let mut after = 0u64;
     loop {
         let chunk = tables
@@ -670,14 +679,14 @@ fn migrate_from_v1(
                     shared = None;
                     None
                 }
-                Recipients::Uids(uids) => match &shared {
-                    Some((previous, key)) if previous == uids => Some(*key),
+                Recipients::Listed(listed) => match &shared {
+                    Some((previous, key)) if previous == listed => Some(*key),
                     _ => {
                         buf.clear();
-                        format::encode_set(uids, &mut buf);
+                        format::encode_set(listed, &mut buf);
                         bytes += buf.len() as u64;
                         tables.sets.insert(seq, buf.as_slice()).map_err(backend)?;
-                        shared = Some((Arc::clone(uids), seq));
+                        shared = Some((listed.clone(), seq));
                         Some(seq)
                     }
                 },

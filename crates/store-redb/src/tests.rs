@@ -84,19 +84,19 @@ fn records_round_trip_through_both_formats() {
             .with_id("01ABC")
             .with_event("order")
             .with_retry(Duration::from_millis(1500)),
-        Recipients::uids(["bob", "alice"]),
+        Recipients::uids(["bob", "alice"]).and_topics(["orders/42"]),
     );
     full.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     let mut bare = Record::new(10, Event::new(""), Recipients::All);
     bare.saved_at = UNIX_EPOCH;
     for (record, set) in [(full, Some(9)), (bare, None)] {
-        let uids = match &record.recipients {
-            Recipients::Uids(uids) => Some(Arc::clone(uids)),
+        let listed = match &record.recipients {
+            Recipients::Listed(listed) => Some(listed.clone()),
             Recipients::All => None,
         };
         let load = |key| {
             assert_eq!(Some(key), set);
-            Ok(uids.clone().unwrap())
+            Ok(listed.clone().unwrap())
         };
         let mut buf = Vec::new();
         format::encode(&record, set, &mut buf);
@@ -114,20 +114,34 @@ fn records_round_trip_through_both_formats() {
                 Err(StoreError::Corrupt { seq, .. }) if seq == record.seq
             ));
         }
+        // Format 1 had no topics: its encoder leaves them out.
+        let mut uids_only = record.clone();
+        if let Some(listed) = &listed {
+            uids_only.recipients = Recipients::uids(listed.uids());
+        }
         let mut v1 = Vec::new();
         format::v1::encode(&record, &mut v1);
-        assert_eq!(format::v1::decode(record.seq, &v1).unwrap(), record);
+        assert_eq!(format::v1::decode(record.seq, &v1).unwrap(), uids_only);
         for len in 0..v1.len() {
             assert!(format::v1::decode(record.seq, &v1[..len]).is_err());
         }
     }
-    let uids: Uids = vec!["alice".into(), "bob".into()].into();
-    let mut buf = Vec::new();
-    format::encode_set(&uids, &mut buf);
-    assert_eq!(format::decode_set(1, 1, &buf).unwrap(), uids);
-    // A damaged count is an error, not a huge allocation.
-    buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(format::decode_set(1, 1, &buf).is_err());
+    for recipients in [
+        Recipients::uids(["bob", "alice"]),
+        Recipients::topics(["prices", "orders/42"]),
+        Recipients::new(["alice"], ["prices"]),
+        Recipients::uids(Vec::<String>::new()),
+    ] {
+        let Recipients::Listed(set) = recipients else {
+            unreachable!()
+        };
+        let mut buf = Vec::new();
+        format::encode_set(&set, &mut buf);
+        assert_eq!(format::decode_set(1, 1, &buf).unwrap(), set);
+        // A damaged count is an error, not a huge allocation.
+        buf[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(format::decode_set(1, 1, &buf).is_err());
+    }
 }
 
 /// Found by the `record` fuzz target: the decoders ignored bytes after the last field, so a
@@ -150,12 +164,19 @@ fn bytes_after_the_last_field_or_unknown_flags_are_damage() {
     v1.push(0);
     assert!(format::v1::decode(3, &v1).is_err());
 
-    // The fuzzer's own: a set of two empty uids, and two bytes more.
-    let set = [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    assert!(format::decode_set(3, 1, &set[..12]).is_ok());
+    // The fuzzer's own: a set of one empty uid, and two bytes more (too few for a topic list).
+    let set = [1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(format::decode_set(3, 1, &set[..8]).is_ok());
     assert!(matches!(
         format::decode_set(3, 1, &set),
         Err(StoreError::Corrupt { seq: 3, .. })
+    ));
+    // Its earlier form, two empty uids, is damage too now: a list is sorted and distinct, or it
+    // would decode to one that encodes otherwise.
+    let twice = [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert!(matches!(
+        format::decode_set(3, 1, &twice),
+        Err(StoreError::Corrupt { seq: 3, reason }) if reason.contains("not sorted and distinct")
     ));
 
     // A flag no format defines.
@@ -239,15 +260,18 @@ fn a_file_in_a_newer_format_is_refused_naming_the_file_and_both_versions() {
     {
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert(FORMAT, 3).unwrap();
+        let newer = format::VERSION + 1;
+        txn.open_table(META).unwrap().insert(FORMAT, newer).unwrap();
         txn.commit().unwrap();
     }
     let message = RedbStore::open(&dir, Retention::events(10))
         .unwrap_err()
         .to_string();
     assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(message.contains("store format 3"), "{message}");
-    assert!(message.contains("reads format 2"), "{message}");
+    let newer = format!("store format {}", format::VERSION + 1);
+    assert!(message.contains(&newer), "{message}");
+    let reads = format!("reads format {}", format::VERSION);
+    assert!(message.contains(&reads), "{message}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -263,6 +287,9 @@ async fn a_format_1_file_is_migrated_in_place_on_open() {
         record(4, &Recipients::All),
         record(5, &Recipients::uids(["carol"])),
         record(6, &Recipients::uids(["carol"])),
+        // Never written by a format-1 build (its `Recipients::uids([])` was a broadcast, written
+        // as everyone), but read by it as reaching nobody: it still does.
+        record(7, &Recipients::uids(Vec::<String>::new())),
     ];
     for record in &mut records {
         record.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + record.seq);
@@ -284,34 +311,40 @@ async fn a_format_1_file_is_migrated_in_place_on_open() {
                 events.insert(record.seq, buf.as_slice()).unwrap();
                 ids.insert(record.id(), record.seq).unwrap();
             }
-            txn.open_table(META).unwrap().insert(LAST_SEQ, 6).unwrap();
+            txn.open_table(META).unwrap().insert(LAST_SEQ, 7).unwrap();
         }
         txn.commit().unwrap();
     }
     let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
-    assert_eq!(meta_value(&store, FORMAT), Some(2));
+    assert_eq!(meta_value(&store, FORMAT), Some(format::VERSION));
     let (counted, actual, sets) = totals(&store);
     assert_eq!(counted, actual);
-    assert_eq!(sets, 2, "1-3 share one set, 5 has its own");
+    assert_eq!(sets, 3, "1-3 share one set, 5 and 7 have their own");
     assert_eq!(resent_to(&store, "alice").await, [1, 2, 3, 4]);
     assert_eq!(resent_to(&store, "carol").await, [4, 5]);
+    assert_eq!(resent_to(&store, "").await, [4]);
     assert_eq!(store.seq_of("id3").await.unwrap(), Some(3));
     assert_eq!(
         store.seq_of("id6").await.unwrap(),
         None,
         "dropped as damaged"
     );
-    assert_eq!(store.last_seq().await.unwrap(), 6);
+    assert_eq!(store.last_seq().await.unwrap(), 7);
     let listed = store
         .list_after(&ListQuery::new("bob", 0, 10))
         .await
         .unwrap();
     assert_eq!(listed.records[..3], records[..3]);
-    // Saved to in format 2, it opens as format 2: no second migration.
-    store.save(&[record(7, &both())]).await.unwrap();
+    let nobody = store
+        .list_after(&ListQuery::new("bob", 6, 10).topics(["x"]))
+        .await
+        .unwrap();
+    assert!(nobody.records.is_empty() && nobody.end);
+    // Saved to in format 3, it opens as format 3: no second migration.
+    store.save(&[record(8, &both())]).await.unwrap();
     drop(store);
     let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
-    assert_eq!(resent_to(&store, "alice").await, [1, 2, 3, 4, 7]);
+    assert_eq!(resent_to(&store, "alice").await, [1, 2, 3, 4, 8]);
     assert_eq!(store.report().corrupt_skipped, 0);
     drop(store);
     std::fs::remove_dir_all(&dir).ok();
