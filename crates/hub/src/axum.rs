@@ -228,9 +228,7 @@ where
               uid: Option<Extension<SubscriberId>>,
               options: SubscribeOptions| async move {
             match (subscriber, uid) {
-                (Some(Extension(subscriber)), _) => {
-                    subscriber_response(&hub, &subscriber, options)
-                }
+                (Some(Extension(subscriber)), _) => subscriber_response(&hub, &subscriber, options),
                 (None, Some(Extension(SubscriberId(uid)))) => {
                     subscriber_response(&hub, &Subscriber::new(uid), options)
                 }

@@ -4,8 +4,8 @@ use std::fmt;
 
 use ssehub_wire::EncodeError;
 
-use crate::{PushField, TopicError};
 use crate::store::StoreError;
+use crate::{PushField, TopicError};
 
 /// Why a push was refused. A refused push sent nothing to anyone.
 ///
@@ -98,7 +98,7 @@ impl fmt::Display for PushError {
             Self::NoEvents => f.write_str("events: a push needs at least one event"),
             Self::NoRecipients => f.write_str(
                 "uids: empty, so the push would reach nobody; name at least one uid or topic, \
-                 or broadcast to reach everyone",
+                 or call Hub::broadcast to reach everyone",
             ),
             Self::EmptyUid { index } => {
                 write!(f, "uids[{index}]: a uid must not be empty; remove it")

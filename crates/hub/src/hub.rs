@@ -231,10 +231,7 @@ impl Hub {
         if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
             return Err(PushError::EmptyUid { index });
         }
-        self.shared
-            .config
-            .limits
-            .check_counts(uids.len(), 0, 0)?;
+        self.shared.config.limits.check_counts(uids.len(), 0, 0)?;
         self.push_to(Recipients::uids(uids), events).await
     }
 
@@ -284,7 +281,11 @@ impl Hub {
     /// assert_eq!(receipt.connections, 2); // bob's and alice's, alice's once
     /// # }
     /// ```
-    pub async fn push_to<E>(&self, recipients: Recipients, events: E) -> Result<PushReceipt, PushError>
+    pub async fn push_to<E>(
+        &self,
+        recipients: Recipients,
+        events: E,
+    ) -> Result<PushReceipt, PushError>
     where
         E: IntoIterator<Item = Event>,
     {

@@ -233,7 +233,7 @@ mod tests {
             })
         );
         assert_eq!(
-            limits().check(&Recipients::uids(["a", ""]), &event),
+            limits().check(&Recipients::uids([""]), &event),
             Err(PushError::EmptyUid { index: 0 })
         );
     }
@@ -278,8 +278,16 @@ mod tests {
     #[test]
     fn lengths_are_bytes_not_characters() {
         // "é" is two bytes in UTF-8.
-        assert!(limits().check(&Recipients::All, &[Event::new("ééé")]).is_err());
-        assert!(limits().check(&Recipients::All, &[Event::new("x").with_id("éé")]).is_ok());
+        assert!(
+            limits()
+                .check(&Recipients::All, &[Event::new("ééé")])
+                .is_err()
+        );
+        assert!(
+            limits()
+                .check(&Recipients::All, &[Event::new("x").with_id("éé")])
+                .is_ok()
+        );
         assert!(
             limits()
                 .check(&Recipients::All, &[Event::new("x").with_id("ééé")])

@@ -52,7 +52,7 @@ pub const RESERVED_EVENT_TYPES: [&str; 2] = [CLOSE_EVENT_TYPE, HISTORY_GAP_EVENT
 /// let request = PushRequest::from_json(br#"{"events":[{"data":"hi"}]}"#)?;
 /// assert_eq!(request.uids, None); // a broadcast
 /// let err = PushRequest::from_json(br#"{"uids":[],"events":[{"data":"hi"}]}"#).unwrap_err();
-/// assert_eq!(err.to_string(), "uids: empty; name at least one uid, or omit uids to broadcast");
+/// assert_eq!(err.to_string(), "uids: empty; name at least one uid, or omit uids (and topics) to broadcast");
 /// # Ok::<(), ssehub_hub::push_api::PushRequestError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,10 +310,7 @@ impl PushRequest {
     pub fn recipients(&self) -> Recipients {
         match (&self.uids, &self.topics) {
             (None, None) => Recipients::All,
-            (uids, topics) => Recipients::new(
-                uids.iter().flatten(),
-                topics.iter().flatten(),
-            ),
+            (uids, topics) => Recipients::new(uids.iter().flatten(), topics.iter().flatten()),
         }
     }
 
@@ -566,7 +563,7 @@ mod tests {
             (br#"{"events":[{"event":"x"}]}"#, "events[0].data: missing"),
             (
                 br#"{"uid":["a"],"events":[{"data":"x"}]}"#,
-                "uid: unknown field `uid`, expected `uids` or `events`",
+                "uid: unknown field `uid`, expected one of `uids`, `topics`, `events`",
             ),
             (
                 br#"{"events":[{"data":"x","retry":5}]}"#,
@@ -574,11 +571,11 @@ mod tests {
             ),
             (
                 br#"{"uids":[],"events":[{"data":"x"}]}"#,
-                "uids: empty; name at least one uid, or omit uids to broadcast",
+                "uids: empty; name at least one uid, or omit uids (and topics) to broadcast",
             ),
             (
                 br#"{"uids":null,"events":[{"data":"x"}]}"#,
-                "uids: empty; name at least one uid, or omit uids to broadcast",
+                "uids: empty; name at least one uid, or omit uids (and topics) to broadcast",
             ),
             (br#"{"events":[{"data":null}]}"#, "events[0].data: missing"),
             // Found by the push_request fuzz target: sent as its JSON text, quotes and all.

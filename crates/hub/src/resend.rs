@@ -84,20 +84,15 @@ pub(crate) enum Step {
 }
 
 impl Replay {
+    /// A replay of what `query` may see (its uid, topics and event type; pages of its limit)
+    /// after `last_event_id`.
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        uid: &str,
-        topics: &[Arc<str>],
+        query: ListQuery,
         last_event_id: String,
-        event_type: Option<String>,
-        page_size: usize,
         timeout: Duration,
         turns: Arc<Semaphore>,
     ) -> Self {
-        // The topics the connection has now, whatever it had when it missed the events.
-        let mut query =
-            ListQuery::new(uid, 0, page_size).topics(topics.iter().map(|topic| topic.to_string()));
-        query.event_type = event_type;
         let locate = {
             let store = Arc::clone(&store);
             let id = last_event_id.clone();

@@ -14,6 +14,7 @@ use tokio::time::{Duration, Instant, Sleep};
 use crate::hub::Shared;
 use crate::outbox::{Connection, Drained};
 use crate::resend::{Replay, Step};
+use crate::store::ListQuery;
 
 /// What a (re)connecting client asks for: its topics, and where to resume, from the query string
 /// or the headers.
@@ -159,13 +160,15 @@ impl Subscription {
             (Some(sequencer), Some(last_event_id))
                 if config.resend && !last_event_id.is_empty() =>
             {
+                // The topics the connection has now, whatever it had when it missed the events.
+                let topics = connection.topics.iter().map(|topic| topic.to_string());
+                let mut query =
+                    ListQuery::new(&*connection.uid, 0, config.resend_page_size).topics(topics);
+                query.event_type = options.event_type.clone().filter(|t| !t.is_empty());
                 Some(Box::new(Replay::new(
                     Arc::clone(sequencer.store()),
-                    &connection.uid,
-                    &connection.topics,
+                    query,
                     last_event_id.to_owned(),
-                    options.event_type.clone().filter(|t| !t.is_empty()),
-                    config.resend_page_size,
                     config.store_timeout,
                     Arc::clone(&shared.replay_turns),
                 )))

@@ -54,7 +54,10 @@ impl fmt::Display for TopicError {
                 write!(f, "{actual} bytes, over the limit of {limit} per topic")
             }
             Self::ControlCharacter { at } => {
-                write!(f, "a control character at byte {at}; topics are printable text")
+                write!(
+                    f,
+                    "a control character at byte {at}; topics are printable text"
+                )
             }
         }
     }
@@ -247,7 +250,10 @@ impl Subscriber {
     /// use ssehub_hub::{SubscribeOptions, Subscriber};
     /// assert!(Subscriber::new("alice").authorize(&SubscribeOptions::default()).is_ok());
     /// ```
-    pub fn authorize(&self, options: &crate::SubscribeOptions) -> Result<(), crate::SubscribeError> {
+    pub fn authorize(
+        &self,
+        options: &crate::SubscribeOptions,
+    ) -> Result<(), crate::SubscribeError> {
         match self
             .allowed_topics
             .first_refused(options.topics.iter().map(String::as_str))
@@ -301,10 +307,23 @@ mod tests {
     #[test]
     fn a_prefix_pattern_allows_what_starts_with_it_and_nothing_else() {
         let allowed = AllowedTopics::new(["orders/*", "prices", "users/alice"]);
-        for topic in ["orders/", "orders/42", "orders/42/lines", "prices", "users/alice"] {
+        for topic in [
+            "orders/",
+            "orders/42",
+            "orders/42/lines",
+            "prices",
+            "users/alice",
+        ] {
             assert!(allowed.allows(topic), "{topic}");
         }
-        for topic in ["orders", "order", "prices/eu", "price", "users/alice/x", "users/bob"] {
+        for topic in [
+            "orders",
+            "order",
+            "prices/eu",
+            "price",
+            "users/alice/x",
+            "users/bob",
+        ] {
             assert!(!allowed.allows(topic), "{topic}");
         }
         assert!(AllowedTopics::any().allows("x"));

@@ -207,7 +207,7 @@ async fn misspelled_or_unknown_fields_are_refused_never_broadcast() {
         &server,
         r#"{"uid":["alice"],"events":[{"data":"for alice only"}]}"#,
         StatusCode::BAD_REQUEST,
-        "uid: unknown field `uid`, expected `uids` or `events`",
+        "uid: unknown field `uid`, expected one of `uids`, `topics`, `events`",
     )
     .await;
     assert_refused(
@@ -233,7 +233,7 @@ async fn empty_or_null_uids_are_refused_only_omitted_uids_broadcast() {
             &server,
             body,
             StatusCode::BAD_REQUEST,
-            "uids: empty; name at least one uid, or omit uids to broadcast",
+            "uids: empty; name at least one uid, or omit uids (and topics) to broadcast",
         )
         .await;
     }

@@ -917,12 +917,28 @@ async fn topics_over_the_lean_path_are_authorized_checked_and_delivered() {
 
     for (query, status, says) in [
         // Outside the allowed patterns, or no pattern at all: 403 naming the topic.
-        ("uid=bob&allow=orders/*&topic=prices", "403 Forbidden", "\"prices\""),
+        (
+            "uid=bob&allow=orders/*&topic=prices",
+            "403 Forbidden",
+            "\"prices\"",
+        ),
         ("uid=bob&topic=orders/1", "403 Forbidden", "\"orders/1\""),
-        ("uid=bob&allow=orders/*&topic=orders", "403 Forbidden", "\"orders\""),
+        (
+            "uid=bob&allow=orders/*&topic=orders",
+            "403 Forbidden",
+            "\"orders\"",
+        ),
         // Not a valid name: 400 naming it and what is wrong.
-        ("uid=bob&allow=*&topic=a%0Ab", "400 Bad Request", "control character"),
-        ("uid=bob&allow=*&topic=", "400 Bad Request", "must not be empty"),
+        (
+            "uid=bob&allow=*&topic=a%0Ab",
+            "400 Bad Request",
+            "control character",
+        ),
+        (
+            "uid=bob&allow=*&topic=",
+            "400 Bad Request",
+            "must not be empty",
+        ),
         ("uid=bob&allow=*&topic=%FF", "400 Bad Request", "not UTF-8"),
     ] {
         let mut raw = server.connect().await;
@@ -949,11 +965,16 @@ async fn topics_over_the_lean_path_are_authorized_checked_and_delivered() {
 async fn too_many_topics_for_one_connection_is_a_400() {
     let hub = Hub::builder().max_topics_per_connection(2).build().unwrap();
     let server = Lean::start(hub).await;
-    let _ok = server.subscribe("uid=a&allow=*&topic=x&topic=y&topic=x").await; // x once
+    let _ok = server
+        .subscribe("uid=a&allow=*&topic=x&topic=y&topic=x")
+        .await; // x once
     let mut raw = server.connect().await;
     raw.send("GET /events?uid=a&allow=*&topic=x&topic=y&topic=z HTTP/1.1\r\nHost: t\r\n\r\n")
         .await;
     let answer = raw.rest().await;
-    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
     assert!(answer.contains("3 topics, over the limit of 2"), "{answer}");
 }

@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use ssehub_hub::{AllowedTopics, Hub, Subscriber};
 use ssehub_hub::axum::SubscriberId;
+use ssehub_hub::{AllowedTopics, Hub, Subscriber};
 use ssehub_wire::{Decoder, Event, Frame};
 
 /// How long any single wait in a test may take before the test fails.
