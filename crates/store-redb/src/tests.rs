@@ -1,5 +1,6 @@
 use std::time::UNIX_EPOCH;
 
+use ssehub_store::MemoryStore;
 use ssehub_wire::Event;
 
 use super::*;
@@ -57,19 +58,82 @@ fn overwrite(store: &RedbStore, seq: u64, bytes: &[u8]) {
 
 /// Every seq `uid` is resent, page by page from the start.
 async fn resent_to(store: &RedbStore, uid: &str) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    let mut after = 0;
+    seqs(&listed(store, ListQuery::new(uid, 0, 3)).await)
+}
+
+/// Every record `query` lists, page by page from its `after` (of at most its `limit`).
+async fn listed(store: &dyn Store, mut query: ListQuery) -> Vec<Record> {
+    let mut records = Vec::new();
     loop {
-        let page = store
-            .list_after(&ListQuery::new(uid, after, 3))
-            .await
-            .unwrap();
-        seqs.extend(page.records.iter().map(|record| record.seq));
-        after = page.scanned_through;
+        let page = store.list_after(&query).await.unwrap();
+        records.extend(page.records);
+        query.after = page.scanned_through;
         if page.end {
-            return seqs;
+            return records;
         }
     }
+}
+
+fn seqs(records: &[Record]) -> Vec<u64> {
+    records.iter().map(|record| record.seq).collect()
+}
+
+/// A record whose `saved_at` the file keeps exactly (it keeps milliseconds).
+fn exact(seq: u64, recipients: &Recipients) -> Record {
+    let mut record = record(seq, recipients);
+    record.saved_at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + seq);
+    record
+}
+
+/// The stored bytes of every record and set, by table and key.
+fn stored(store: &RedbStore) -> Vec<(&'static str, u64, Vec<u8>)> {
+    let db = store.inner.db();
+    let txn = db.begin_read().unwrap();
+    let mut all = Vec::new();
+    for (name, table) in [("events", EVENTS), ("recipients", SETS)] {
+        for entry in txn.open_table(table).unwrap().iter().unwrap() {
+            let (key, value) = entry.unwrap();
+            all.push((name, key.value(), value.value().to_vec()));
+        }
+    }
+    all
+}
+
+/// Replaces recipient set `key` by `bytes`, straight through redb, as damage would.
+fn overwrite_set(store: &RedbStore, key: u64, bytes: &[u8]) {
+    let db = store.inner.db();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(SETS).unwrap().insert(key, bytes).unwrap();
+    txn.commit().unwrap();
+}
+
+/// A string as formats 1 to 3 lay it out, written by hand: its u32 length, its bytes.
+fn str_bytes(text: &str) -> Vec<u8> {
+    [&(text.len() as u32).to_le_bytes(), text.as_bytes()].concat()
+}
+
+/// A list as formats 2 and 3 lay it out, written by hand: a u32 count, then each string.
+fn list_bytes(names: &[&str]) -> Vec<u8> {
+    let mut bytes = (names.len() as u32).to_le_bytes().to_vec();
+    for name in names {
+        bytes.extend_from_slice(&str_bytes(name));
+    }
+    bytes
+}
+
+/// A format-2 record, written by hand: tag 2, saved_at, flags (id, and set if any), the set's
+/// key, the id, the data.
+fn v2_record(record: &Record, set: Option<u64>) -> Vec<u8> {
+    let saved_at = record.saved_at.duration_since(UNIX_EPOCH).unwrap();
+    let mut bytes = vec![2];
+    bytes.extend_from_slice(&(saved_at.as_millis() as u64).to_le_bytes());
+    bytes.push(if set.is_some() { 1 | 8 } else { 1 });
+    if let Some(set) = set {
+        bytes.extend_from_slice(&set.to_le_bytes());
+    }
+    bytes.extend_from_slice(&str_bytes(record.id()));
+    bytes.extend_from_slice(&str_bytes(&record.event.data));
+    bytes
 }
 
 fn file_len(store: &RedbStore) -> u64 {
@@ -602,6 +666,361 @@ async fn a_damaged_record_does_not_break_saves_retention_or_resend() {
         "nothing damaged is left"
     );
     assert_eq!(store.seq_of("id4").await.unwrap(), None);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_set_without_topics_is_laid_out_as_in_format_2_and_one_with_topics_adds_them() {
+    let Recipients::Listed(uids) = Recipients::uids(["bob", "alice"]) else {
+        unreachable!()
+    };
+    let mut buf = Vec::new();
+    format::encode_set(&uids, &mut buf);
+    assert_eq!(buf, list_bytes(&["alice", "bob"]));
+
+    let Recipients::Listed(both) = Recipients::new(["alice"], ["prices", "orders/42"]) else {
+        unreachable!()
+    };
+    buf.clear();
+    format::encode_set(&both, &mut buf);
+    let expected = [list_bytes(&["alice"]), list_bytes(&["orders/42", "prices"])].concat();
+    assert_eq!(buf, expected);
+
+    let Recipients::Listed(topics) = Recipients::topics(["prices"]) else {
+        unreachable!()
+    };
+    buf.clear();
+    format::encode_set(&topics, &mut buf);
+    assert_eq!(buf, [list_bytes(&[]), list_bytes(&["prices"])].concat());
+    assert_eq!(format::decode_set(1, 1, &buf).unwrap(), topics);
+}
+
+#[test]
+fn a_damaged_topic_list_is_an_error_not_a_huge_allocation() {
+    let corrupt = |bytes: &[u8]| match format::decode_set(7, 5, bytes) {
+        Err(StoreError::Corrupt { seq: 7, reason }) => reason,
+        other => panic!("{other:?}"),
+    };
+    let uids = list_bytes(&["alice"]);
+    // A topic count past what the bytes could hold.
+    let mut huge = uids.clone();
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&str_bytes("prices"));
+    let reason = corrupt(&huge);
+    assert!(reason.contains("recipient set 5 is damaged"), "{reason}");
+    assert!(reason.contains("count of 4294967295"), "{reason}");
+    // One more than there are.
+    let mut one_more = uids.clone();
+    one_more.extend_from_slice(&list_bytes(&["prices"]));
+    one_more[uids.len()] = 2;
+    assert!(corrupt(&one_more).contains("ends early"));
+    // An empty topic part: a set without topics has none.
+    let mut empty = uids.clone();
+    empty.extend_from_slice(&list_bytes(&[]));
+    assert!(corrupt(&empty).contains("topic list is empty"));
+    // Topics out of order or twice.
+    for topics in [["prices", "orders"], ["prices", "prices"]] {
+        let unsorted = [uids.clone(), list_bytes(&topics)].concat();
+        assert!(corrupt(&unsorted).contains("not sorted"));
+    }
+    // Fewer than four bytes after the uids.
+    assert!(corrupt(&[uids.as_slice(), &[1, 0]].concat()).contains("ends early"));
+}
+
+#[tokio::test]
+async fn records_to_topics_round_trip_through_saving_and_reopening() {
+    let dir = temp_dir("topics");
+    let records = [
+        exact(1, &Recipients::topics(["prices"])),
+        exact(
+            2,
+            &Recipients::new(["alice", "bob"], ["orders/42", "prices"]),
+        ),
+        exact(3, &Recipients::All),
+        exact(4, &Recipients::uids(["alice"])),
+        exact(5, &Recipients::topics(["orders/7"])),
+    ];
+    {
+        let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+        store.save(&records[..2]).await.unwrap();
+        store.save(&records[2..]).await.unwrap();
+    }
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    let everything = ListQuery::new("alice", 0, 2).topics(["prices", "orders/7"]);
+    assert_eq!(listed(&store, everything).await, records);
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 4));
+    assert_eq!(store.report().corrupt_skipped, 0);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_query_lists_the_records_to_its_uid_its_topics_or_everyone_after_a_restart() {
+    let dir = temp_dir("topic-query");
+    let a = Recipients::topics(["a"]);
+    let records = [
+        exact(1, &a),
+        exact(2, &a),
+        exact(3, &Recipients::All),
+        exact(4, &Recipients::uids(["alice"])),
+        exact(5, &Recipients::topics(["b"])),
+        exact(6, &Recipients::uids(["bob"]).and_topics(["a"])),
+        exact(7, &Recipients::topics(["a", "c"])),
+        exact(8, &Recipients::uids(["carol"])),
+        exact(9, &Recipients::uids(Vec::<String>::new())),
+        exact(10, &Recipients::All),
+    ];
+    {
+        let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+        store.save(&records[..5]).await.unwrap();
+        store.save(&records[5..]).await.unwrap();
+    }
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    let memory = MemoryStore::new(100);
+    memory.save(&records).await.unwrap();
+    let cases: [(&str, &[&str], u64, &[u64]); 10] = [
+        ("alice", &[], 0, &[3, 4, 10]),
+        ("alice", &["a"], 0, &[1, 2, 3, 4, 6, 7, 10]),
+        // Topic a's records are not for a connection only to b.
+        ("alice", &["b"], 0, &[3, 4, 5, 10]),
+        // Nor for a uid no record names, without topics.
+        ("dave", &[], 0, &[3, 10]),
+        ("dave", &["b"], 0, &[3, 5, 10]),
+        ("dave", &["a"], 2, &[3, 6, 7, 10]),
+        ("bob", &[], 0, &[3, 6, 10]),
+        ("bob", &["c", "b"], 0, &[3, 5, 6, 7, 10]),
+        ("carol", &["z"], 0, &[3, 8, 10]),
+        ("", &["", "a/"], 0, &[3, 10]),
+    ];
+    for (uid, topics, after, expected) in cases {
+        let query = ListQuery::new(uid, after, 2).topics(topics.iter().copied());
+        let from_file = listed(&store, query.clone()).await;
+        assert_eq!(seqs(&from_file), expected, "{query:?}");
+        assert_eq!(from_file, listed(&memory, query).await);
+    }
+    assert_eq!(store.report().corrupt_skipped, 0);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn the_records_of_one_push_to_uids_and_topics_share_one_set() {
+    let dir = temp_dir("topic-sets");
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    let push = Recipients::uids(["alice", "bob"]).and_topics(["prices", "orders/42"]);
+    let news = Recipients::topics(["news"]);
+    let batch = [
+        record(1, &push),
+        record(2, &push),
+        record(3, &push),
+        // Equal, apart: shared too.
+        record(
+            4,
+            &Recipients::new(["bob", "alice"], ["orders/42", "prices"]),
+        ),
+        record(5, &news),
+        record(6, &Recipients::All),
+        // A broadcast came between: a set of its own.
+        record(7, &push),
+    ];
+    store.save(&batch).await.unwrap();
+    let sets: Vec<_> = stored(&store)
+        .into_iter()
+        .filter(|&(table, ..)| table == "recipients")
+        .map(|(_, key, bytes)| (key, bytes))
+        .collect();
+    let push_bytes = [
+        list_bytes(&["alice", "bob"]),
+        list_bytes(&["orders/42", "prices"]),
+    ]
+    .concat();
+    let news_bytes = [list_bytes(&[]), list_bytes(&["news"])].concat();
+    assert_eq!(
+        sets,
+        [(1, push_bytes.clone()), (5, news_bytes), (7, push_bytes)]
+    );
+    let keys: Vec<_> = {
+        let db = store.inner.db();
+        let txn = db.begin_read().unwrap();
+        let events = txn.open_table(EVENTS).unwrap();
+        (1..=7)
+            .map(|seq| {
+                let bytes = events.get(seq).unwrap().unwrap();
+                format::header(seq, bytes.value()).unwrap().set
+            })
+            .collect()
+    };
+    assert_eq!(
+        keys,
+        [Some(1), Some(1), Some(1), Some(1), Some(5), None, Some(7)]
+    );
+    let (counted, actual, _) = totals(&store);
+    assert_eq!(counted, actual);
+    let carol = ListQuery::new("carol", 0, 10).topics(["prices"]);
+    assert_eq!(seqs(&listed(&store, carol).await), [1, 2, 3, 4, 6, 7]);
+    assert_eq!(resent_to(&store, "bob").await, [1, 2, 3, 4, 6, 7]);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_list_of_no_one_is_stored_as_a_set_reaching_nobody_not_as_a_broadcast() {
+    let dir = temp_dir("nobody");
+    let nobody = Recipients::uids(Vec::<String>::new());
+    {
+        let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+        store
+            .save(&[exact(1, &nobody), exact(2, &Recipients::All)])
+            .await
+            .unwrap();
+    }
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    let anyone = ListQuery::new("", 0, 10).topics(["", "prices"]);
+    assert_eq!(seqs(&listed(&store, anyone).await), [2]);
+    let sets: Vec<_> = stored(&store)
+        .into_iter()
+        .filter(|&(table, ..)| table == "recipients")
+        .collect();
+    assert_eq!(sets, [("recipients", 1, list_bytes(&[]))]);
+    // Decoded, it is the list it was.
+    let decoded = {
+        let db = store.inner.db();
+        let txn = db.begin_read().unwrap();
+        let bytes = txn.open_table(EVENTS).unwrap().get(1).unwrap().unwrap();
+        format::decode(1, bytes.value(), |key| {
+            format::decode_set(1, key, &list_bytes(&[]))
+        })
+    };
+    assert_eq!(decoded.unwrap(), exact(1, &nobody));
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_format_2_file_opens_unchanged_lists_its_records_and_is_marked_format_3() {
+    let dir = temp_dir("v2");
+    std::fs::create_dir_all(&dir).unwrap();
+    let both = Recipients::uids(["alice", "bob"]);
+    let records = [
+        (exact(1, &both), Some(1)),
+        (exact(2, &both), Some(1)),
+        (exact(3, &Recipients::All), None),
+        (exact(4, &Recipients::uids(["carol"])), Some(4)),
+        // Never written by the hub (its empty list was a broadcast), but read by format-2
+        // builds as reaching nobody: it still does.
+        (exact(5, &Recipients::uids(Vec::<String>::new())), Some(5)),
+    ];
+    let sets = [
+        (1, list_bytes(&["alice", "bob"])),
+        (4, list_bytes(&["carol"])),
+        (5, list_bytes(&[])),
+    ];
+    {
+        // The file as format-2 builds wrote it.
+        let db = Database::create(dir.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn.open_table(EVENTS).unwrap();
+            let mut ids = txn.open_table(IDS).unwrap();
+            let mut recipients = txn.open_table(SETS).unwrap();
+            let mut bytes = 0;
+            for (record, set) in &records {
+                let value = v2_record(record, *set);
+                bytes += value.len() as u64;
+                events.insert(record.seq, value.as_slice()).unwrap();
+                ids.insert(record.id(), record.seq).unwrap();
+            }
+            for (key, set) in &sets {
+                bytes += set.len() as u64;
+                recipients.insert(key, set.as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(FORMAT, 2).unwrap();
+            meta.insert(LAST_SEQ, 5).unwrap();
+            meta.insert(BYTES, bytes).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let before = {
+        let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+        assert_eq!(meta_value(&store, FORMAT), Some(3));
+        stored(&store)
+    };
+    let store = RedbStore::open(&dir, Retention::events(100)).unwrap();
+    // Nothing rewritten: every value is as format 2 wrote it.
+    let expected: Vec<_> = records
+        .iter()
+        .map(|(record, set)| ("events", record.seq, v2_record(record, *set)))
+        .chain(
+            sets.iter()
+                .map(|(key, set)| ("recipients", *key, set.clone())),
+        )
+        .collect();
+    assert_eq!(before, expected);
+    assert_eq!(stored(&store), expected);
+    let (counted, actual, _) = totals(&store);
+    assert_eq!(counted, actual);
+    let alice = listed(&store, ListQuery::new("alice", 0, 2).topics(["x"])).await;
+    assert_eq!(alice, [0, 1, 2].map(|at| records[at].0.clone()));
+    assert_eq!(resent_to(&store, "carol").await, [3, 4]);
+    assert_eq!(resent_to(&store, "").await, [3]);
+    assert_eq!(store.seq_of("id2").await.unwrap(), Some(2));
+    assert_eq!(store.last_seq().await.unwrap(), 5);
+    // Saves go on in format 3, topics too, and retention drops format-2 records and sets.
+    store
+        .save(&[exact(6, &Recipients::topics(["prices"]))])
+        .await
+        .unwrap();
+    drop(store);
+    let store = RedbStore::open(&dir, Retention::events(3)).unwrap();
+    store.save(&[exact(7, &both)]).await.unwrap();
+    let dave = ListQuery::new("dave", 0, 10).topics(["prices"]);
+    assert_eq!(seqs(&listed(&store, dave).await), [6]);
+    assert_eq!(resent_to(&store, "alice").await, [7]);
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 3));
+    assert_eq!(store.report().corrupt_skipped, 0);
+    drop(store);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_damaged_topic_count_is_reported_and_its_records_skipped() {
+    let dir = temp_dir("topic-damage");
+    let store = RedbStore::open(&dir, Retention::events(4)).unwrap();
+    let a = Recipients::topics(["a"]);
+    store
+        .save(&[
+            record(1, &a),
+            record(2, &a),
+            record(3, &Recipients::All),
+            record(4, &a),
+        ])
+        .await
+        .unwrap();
+    // Set 1 is no uids, then the topics: its topic count is bytes 4 to 8.
+    let mut set = [list_bytes(&[]), list_bytes(&["a"])].concat();
+    set[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    overwrite_set(&store, 1, &set);
+    let query = ListQuery::new("bob", 0, 10).topics(["a"]);
+    assert_eq!(seqs(&listed(&store, query.clone()).await), [3, 4]);
+    let report = store.report();
+    assert_eq!(report.corrupt_skipped, 2);
+    assert!(
+        matches!(
+            &report.last_corrupt,
+            Some(StoreError::Corrupt { seq: 2, reason }) if reason.contains("recipient set 1")
+        ),
+        "{report:?}"
+    );
+    // Saves go on; retention drops 1 and 2 and their set (their headers are fine).
+    store.save(&[record(5, &a), record(6, &a)]).await.unwrap();
+    assert_eq!(seqs(&listed(&store, query).await), [3, 4, 5, 6]);
+    assert_eq!(store.report().corrupt_skipped, 2, "nothing damaged is left");
+    let (counted, actual, sets) = totals(&store);
+    assert_eq!((counted, sets), (actual, 2));
     drop(store);
     std::fs::remove_dir_all(&dir).ok();
 }

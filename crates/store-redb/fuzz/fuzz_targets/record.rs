@@ -1,5 +1,5 @@
-//! The store's record format: format 2 records and recipient sets, and format-1 records (read to
-//! migrate old files).
+//! The store's record format: format 3 records and recipient sets (format 2's are the same, sets
+//! without topics), and format-1 records (read to migrate old files).
 //!
 //! Checks, on arbitrary bytes and on valid encodings with a byte damaged:
 //! - no decoder panics, and each allocates at most a small multiple of its input (a damaged
@@ -8,8 +8,9 @@
 //!   same bytes, so no damage goes unnoticed as a different record;
 //! - `header` and `id` agree with `decode`.
 //!
-//! And for records built from the input: encode → decode gives the record back (format 1 and 2,
-//! recipient sets too), and no shorter prefix of an encoding decodes.
+//! And for records built from the input: encode → decode gives the record back (format 1, without
+//! topics, and format 3, recipient sets too), and no shorter prefix of an encoding decodes but,
+//! for a set with topics, its uids alone (as format 2 wrote a set).
 //!
 //! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run record --fuzz-dir crates/store-redb/fuzz`
 
@@ -21,8 +22,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use ssehub_store::{Event, Recipients, Record, StoreError};
-use ssehub_store_redb::__fuzz::{self as format, Uids};
+use ssehub_store::{Event, Listed, Recipients, Record, StoreError};
+use ssehub_store_redb::__fuzz as format;
 
 /// Counts the bytes allocated and their peak, so that a decoder's footprint can be bounded.
 struct Counting;
@@ -73,9 +74,10 @@ fn peak<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (out, PEAK.load(Ordering::Relaxed) - base)
 }
 
-/// What a decoder may allocate for `len` bytes of input: each uid takes at least 4 bytes of
-/// input (its length) and costs an `Arc<str>` (16 bytes + text), a slot in a growing `Vec`
-/// (16 bytes, twice while it moves) and one in the final `Arc<[_]>` (16 bytes).
+/// What a decoder may allocate for `len` bytes of input: each uid or topic takes at least 4 bytes
+/// of input (its length) and costs a slot in the list read (16 bytes), an `Arc<str>` (16 bytes +
+/// text) and a slot in the list kept (16 bytes); a record's other text fields are copied once
+/// into `Bytes`.
 fn budget(len: usize) -> usize {
     32 * len + 1024
 }
@@ -98,8 +100,8 @@ struct RecordSpec {
     event: Option<String>,
     retry_ms: Option<u64>,
     data: String,
-    /// `None`: a broadcast; else the recipient set and its key.
-    uids: Option<(u64, Vec<String>)>,
+    /// `None`: a broadcast; else the recipient set's key, uids and topics.
+    listed: Option<(u64, Vec<String>, Vec<String>)>,
 }
 
 impl RecordSpec {
@@ -108,11 +110,9 @@ impl RecordSpec {
         event.id = self.id.as_deref().map(Into::into);
         event.event = self.event.as_deref().map(Into::into);
         event.retry = self.retry_ms.map(Duration::from_millis);
-        let recipients = match &self.uids {
+        let recipients = match &self.listed {
             None => Recipients::All,
-            Some((_, uids)) => {
-                Recipients::Uids(uids.iter().map(|uid| uid.as_str().into()).collect())
-            }
+            Some((_, uids, topics)) => Recipients::new(uids, topics),
         };
         Record {
             seq,
@@ -162,13 +162,13 @@ fn read_damaged(seq: u64, bytes: &[u8], set: &[u8]) {
         Err(error) => assert_corrupt(seq, &error),
     }
 
-    let (uids, used) = peak(|| format::decode_set(seq, seq ^ 1, bytes));
+    let (listed, used) = peak(|| format::decode_set(seq, seq ^ 1, bytes));
     assert!(used <= budget(bytes.len()), "decode_set: {used} bytes");
-    match uids {
-        Ok(uids) => {
+    match listed {
+        Ok(listed) => {
             let mut again = Vec::new();
-            format::encode_set(&uids, &mut again);
-            assert_eq!(again, bytes, "{uids:?} has another encoding");
+            format::encode_set(&listed, &mut again);
+            assert_eq!(again, bytes, "{listed:?} has another encoding");
         }
         Err(error) => assert_corrupt(seq, &error),
     }
@@ -209,13 +209,23 @@ fuzz_target!(|input: Input| {
 
     // A record built from the input round-trips in both formats, with its recipient set.
     let record = spec.record(seq);
-    let key = spec.uids.as_ref().map(|&(key, _)| key);
+    let key = spec.listed.as_ref().map(|&(key, ..)| key);
     let mut set = Vec::new();
-    if let Recipients::Uids(uids) = &record.recipients {
-        format::encode_set(uids, &mut set);
-        let decoded: Uids =
+    // The set's uids alone: a format-2 set, and the one prefix of `set` that decodes.
+    let mut uids_only = None;
+    if let Recipients::Listed(listed) = &record.recipients {
+        format::encode_set(listed, &mut set);
+        let decoded: Listed =
             format::decode_set(seq, key.unwrap_or_default(), &set).expect("an encoded set decodes");
-        assert_eq!(&decoded, uids);
+        assert_eq!(&decoded, listed);
+        if !listed.topics().is_empty() {
+            let Recipients::Listed(uids) = Recipients::uids(listed.uids()) else {
+                unreachable!("Recipients::uids makes a list")
+            };
+            let mut encoded = Vec::new();
+            format::encode_set(&uids, &mut encoded);
+            uids_only = Some((uids, encoded));
+        }
     }
     let mut encoded = Vec::new();
     format::encode(&record, key, &mut encoded);
@@ -235,9 +245,14 @@ fuzz_target!(|input: Input| {
     );
     let mut encoded_v1 = Vec::new();
     format::encode_v1(&record, &mut encoded_v1);
+    // Format 1 had no topics: they are left out.
+    let mut without_topics = record.clone();
+    if let Recipients::Listed(listed) = &record.recipients {
+        without_topics.recipients = Recipients::uids(listed.uids());
+    }
     assert_eq!(
         format::decode_v1(seq, &encoded_v1).expect("a format-1 record decodes"),
-        record
+        without_topics
     );
 
     // No shorter prefix of an encoding decodes: each ends with a length-prefixed field.
@@ -253,7 +268,13 @@ fuzz_target!(|input: Input| {
     }
     if !set.is_empty() {
         let cut = usize::from(damage.0) % set.len();
-        assert!(format::decode_set(seq, 0, &set[..cut]).is_err());
+        match (format::decode_set(seq, 0, &set[..cut]), &uids_only) {
+            (Err(_), _) => {}
+            (Ok(decoded), Some((uids, encoded))) if cut == encoded.len() => {
+                assert_eq!(&decoded, uids);
+            }
+            (Ok(decoded), _) => panic!("a prefix of {cut} bytes of a set decodes: {decoded:?}"),
+        }
     }
 
     // The same encodings with a byte damaged.
