@@ -287,6 +287,22 @@ async fn wait_for_drop(hub: &Hub, since: Instant, peer: Ipv4Addr) -> Duration {
     }
 }
 
+/// Checks for `period` that the hub keeps its one stream (to `peer`, for the failure message).
+async fn stays_connected(hub: &Hub, period: Duration, peer: Ipv4Addr) {
+    let since = Instant::now();
+    while since.elapsed() < period {
+        assert_eq!(
+            hub.stats().connections,
+            1,
+            "a live idle client was dropped after {:?} (dead_peer_timeout {TIMEOUT:?}); \
+             the server's socket:\n{}",
+            since.elapsed(),
+            sockets_to(peer)
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A drop well before the timeout would mean something else cut the stream (or the timeout is
 /// shorter than configured). Half the timeout: the idle case can legitimately drop up to one
 /// keepalive idle period (1 s) early, since the kernel counts from the last acknowledgement.
@@ -313,8 +329,9 @@ async fn a_vanished_peer_with_data_in_flight_is_dropped() {
     open_stream(&mut client).await;
     wait_for_connections(&served.hub, 1).await;
 
-    netns.vanish();
+    // Taken first: a slow `ip` can make the drop look later, never earlier, than it was.
     let since = Instant::now();
+    netns.vanish();
     for n in 0..5 {
         let receipt = served
             .hub
@@ -347,9 +364,13 @@ async fn a_vanished_idle_peer_is_dropped() {
     let mut client = netns.connect(served.addr);
     open_stream(&mut client).await;
     wait_for_connections(&served.hub, 1).await;
+    // Idle for a while first, so that the peer has been answering probes (the kernel counts
+    // from the last answer) when it vanishes, as a client idle on a stream would have.
+    stays_connected(&served.hub, TIMEOUT, netns.peer_ip).await;
 
-    netns.vanish();
+    // Taken first: a slow `ip` can make the drop look later, never earlier, than it was.
     let since = Instant::now();
+    netns.vanish();
     let elapsed = wait_for_drop(&served.hub, since, netns.peer_ip).await;
     eprintln!("idle: dropped {elapsed:?} after the peer vanished (dead_peer_timeout {TIMEOUT:?})");
     assert_not_early(elapsed, "idle");
@@ -375,18 +396,7 @@ async fn an_idle_peer_that_answers_probes_stays() {
     // Nothing is written for 2 × timeout + 1 s: a cut would show within it (see the cases
     // above), so staying connected the whole time is the result, not a guess.
     let idle = 2 * TIMEOUT + Duration::from_secs(1);
-    let since = Instant::now();
-    while since.elapsed() < idle {
-        assert_eq!(
-            served.hub.stats().connections,
-            1,
-            "a live idle client was dropped after {:?} (dead_peer_timeout {TIMEOUT:?}); \
-             the server's socket:\n{}",
-            since.elapsed(),
-            sockets_to(netns.peer_ip)
-        );
-        tokio::time::sleep(POLL).await;
-    }
+    stays_connected(&served.hub, idle, netns.peer_ip).await;
 
     served
         .hub
