@@ -132,10 +132,7 @@ pub(crate) fn decode_set(seq: u64, key: u64, bytes: &[u8]) -> Result<Listed, Sto
 
 /// The [`Listed`] of these uids and topics.
 fn listed(uids: Vec<&str>, topics: Vec<&str>) -> Listed {
-    match Recipients::new(uids, topics) {
-        Recipients::Listed(listed) => listed,
-        Recipients::All => unreachable!("Recipients::new makes a list"),
-    }
+    Listed::new(uids, topics)
 }
 
 /// Format 1, read only to migrate a file to format 3.

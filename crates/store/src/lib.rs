@@ -205,10 +205,7 @@ impl Recipients {
         T: IntoIterator<Item = S2>,
         S2: AsRef<str>,
     {
-        Self::Listed(Listed(Arc::new(Lists {
-            uids: sorted_set(uids).into(),
-            topics: sorted_set(topics).into(),
-        })))
+        Self::Listed(Listed::new(uids, topics))
     }
 
     /// These uids (sorted and deduplicated); none reaches nobody.
@@ -335,6 +332,26 @@ impl Recipients {
 }
 
 impl Listed {
+    /// These uids and topics (each sorted and deduplicated); for stores that decode a list.
+    ///
+    /// ```
+    /// let listed = ssehub_store::Listed::new(["b", "a"], ["t"]);
+    /// assert_eq!(listed.uids().len(), 2);
+    /// assert_eq!(ssehub_store::Recipients::Listed(listed), ssehub_store::Recipients::new(["a", "b"], ["t"]));
+    /// ```
+    pub fn new<U, T, S1, S2>(uids: U, topics: T) -> Self
+    where
+        U: IntoIterator<Item = S1>,
+        S1: AsRef<str>,
+        T: IntoIterator<Item = S2>,
+        S2: AsRef<str>,
+    {
+        Self(Arc::new(Lists {
+            uids: sorted_set(uids).into(),
+            topics: sorted_set(topics).into(),
+        }))
+    }
+
     /// The uids, sorted, without duplicates.
     ///
     /// ```

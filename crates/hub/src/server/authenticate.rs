@@ -91,7 +91,7 @@ pub trait Authenticate: Send + Sync + 'static {
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let authenticate = |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) };
     /// let (parts, ()) = http::Request::new(()).into_parts();
-    /// assert_eq!(authenticate.authenticate(&parts).await.unwrap(), "u");
+    /// assert_eq!(authenticate.authenticate(&parts).await.unwrap().uid, "u");
     /// # }
     /// ```
     fn authenticate(
