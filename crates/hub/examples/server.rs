@@ -13,6 +13,11 @@
 //! curl -X POST -H 'Content-Type: application/json' \
 //!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
 //!   http://127.0.0.1:8080/push
+//! # topics: a stream on orders/42 (repeat topic= for more), and a push to it
+//! curl -N 'http://127.0.0.1:8080/events?uid=u002&topic=orders/42'
+//! curl -X POST -H 'Content-Type: application/json' \
+//!   -d '{"topics":["orders/42"],"events":[{"event":"order","data":"shipped"}]}' \
+//!   http://127.0.0.1:8080/push
 //! ```
 
 use std::time::Duration;
@@ -22,17 +27,18 @@ use http::StatusCode;
 use http::request::Parts;
 use ssehub_hub::server::Server;
 use ssehub_hub::store::{RedbStore, Retention};
-use ssehub_hub::{Event, Hub};
+use ssehub_hub::{AllowedTopics, Event, Hub, Subscriber};
 
 /// How much history the example keeps with `DATA_DIR`: a day, at most a million events
 /// (`HISTORY_EVENTS` to change the count).
 const RETENTION_EVENTS: u64 = 1_000_000;
 const RETENTION_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Stands in for authentication. A real application takes the uid from a verified token or
-/// session cookie here (or answers `Err(StatusCode::UNAUTHORIZED)`); trusting a query parameter
-/// lets anyone read anyone's events.
-fn demo_auth(parts: &Parts) -> std::future::Ready<Result<String, StatusCode>> {
+/// Stands in for authentication. A real application takes the uid, and the topics it may
+/// subscribe to, from a verified token or session cookie here (or answers
+/// `Err(StatusCode::UNAUTHORIZED)`); trusting a query parameter and allowing every topic lets
+/// anyone read anyone's events.
+fn demo_auth(parts: &Parts) -> std::future::Ready<Result<Subscriber, StatusCode>> {
     let uid = parts
         .uri
         .query()
@@ -42,7 +48,7 @@ fn demo_auth(parts: &Parts) -> std::future::Ready<Result<String, StatusCode>> {
         // The seed's demo picks a random uid between 100 and 198.
         .unwrap_or_else(|| (100 + ulid::Ulid::generate().random() % 99).to_string());
     // Nothing to await here; an application that looks a session up returns its future.
-    std::future::ready(Ok(uid))
+    std::future::ready(Ok(Subscriber::new(uid).allow_topics(AllowedTopics::any())))
 }
 
 #[tokio::main]
