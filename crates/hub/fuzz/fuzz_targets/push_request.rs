@@ -3,7 +3,8 @@
 //! Checks:
 //! - no panic, and every refusal has a message;
 //! - what parses is what the push API promises: recipients explicit (`None` or a non-empty list
-//!   of non-empty uids), at least one event, ids and types given or `None` (never empty);
+//!   of non-empty uids; `None` or a non-empty list of topics; everyone only with neither), at
+//!   least one event, ids and types given or `None` (never empty);
 //! - each event's data is the JSON value's: a string's text (read by `serde_json` on its own),
 //!   any other value as JSON that reads back as the same value (checked whenever `serde_json`
 //!   reads the whole body as a `Value`);
@@ -57,6 +58,9 @@ fn to_json(request: &PushRequest) -> Value {
     if let Some(uids) = &request.uids {
         body.insert("uids".into(), json!(uids));
     }
+    if let Some(topics) = &request.topics {
+        body.insert("topics".into(), json!(topics));
+    }
     body.insert("events".into(), Value::Array(events));
     Value::Object(body)
 }
@@ -86,6 +90,18 @@ fuzz_target!(|body: &[u8]| {
     if let Some(uids) = &request.uids {
         assert!(!uids.is_empty() && uids.iter().all(|uid| !uid.is_empty()));
     }
+    // Topic names are checked against the hub's limits, which `from_json` has none of; the
+    // list itself is never empty (only a body with neither list broadcasts).
+    assert!(
+        request
+            .topics
+            .as_ref()
+            .is_none_or(|topics| !topics.is_empty())
+    );
+    assert_eq!(
+        request.recipients() == ssehub_hub::Recipients::All,
+        request.uids.is_none() && request.topics.is_none()
+    );
     assert!(!request.events.is_empty());
     for event in &request.events {
         assert!(event.id.as_ref().is_none_or(|id| !id.is_empty()));
@@ -119,6 +135,15 @@ fuzz_target!(|body: &[u8]| {
                 .collect::<Vec<_>>()
         });
         assert_eq!(uids, request.uids);
+        let topics = fields.get("topics").map(|topics| {
+            topics
+                .as_array()
+                .expect("topics is a list")
+                .iter()
+                .map(|topic| topic.as_str().expect("a topic is a string").to_owned())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(topics, request.topics);
         let events = fields["events"].as_array().expect("events is a list");
         assert_eq!(events.len(), request.events.len());
         for (event, raw) in request.events.iter().zip(events) {
