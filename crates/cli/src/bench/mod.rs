@@ -21,6 +21,7 @@ pub mod proc_stats;
 pub mod publisher;
 pub mod reader;
 pub mod report;
+pub mod rng;
 pub mod sse;
 pub mod target;
 pub mod template;
