@@ -71,6 +71,10 @@ const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the end of a run is checked for.
 const POLL: Duration = Duration::from_millis(10);
 
+/// How long a uni-cast run goes on reading once every delivery owed has arrived: time for
+/// misdeliveries and duplicates sent with them to arrive too.
+const UNICAST_SETTLE: Duration = Duration::from_millis(250);
+
 /// More pushes than this in one run is a mistake (each client keeps a bit per push).
 const MAX_PUSHES: u64 = 100_000_000;
 
@@ -664,6 +668,11 @@ async fn publish_and_collect(
             break;
         }
         poll.tick().await;
+    }
+    if shared.unicast.is_some() {
+        // Copies of a push to the wrong clients travel with the right one and may be a little
+        // behind it: read a moment longer, so that a misdelivery is not missed for ending early.
+        tokio::time::sleep_until(deadline.min(Instant::now() + UNICAST_SETTLE)).await;
     }
     outcome
 }
