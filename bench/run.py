@@ -272,7 +272,8 @@ def start_server(
             f"something already listens on 127.0.0.1:{server.port}; stop it or pick --port-base"
         )
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
-    env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn")
+    # DEMO_BROADCAST=0: the hub's example sends no demo broadcast of its own during a run.
+    env = dict(os.environ, PORT=str(server.port), RUST_LOG="warn", DEMO_BROADCAST="0")
     # The hub's example keeps history on disk with DATA_DIR: only for ssehub-store, in its temp dir.
     env.pop("DATA_DIR", None)
     env.pop("BATCH_DELAY_MS", None)

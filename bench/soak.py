@@ -113,7 +113,8 @@ def main() -> None:
         # A history of 50,000 events (about 8 minutes of pushes): the store reaches its steady
         # size within the run, so that memory can be seen to level off.
         env = dict(os.environ, DATA_DIR=str(Path(work) / "data"), PORT=str(args.port),
-                   RUST_LOG="warn", HISTORY_EVENTS=str(args.history_events))
+                   RUST_LOG="warn", HISTORY_EVENTS=str(args.history_events),
+                   DEMO_BROADCAST="0")  # no demo broadcast of the example's own
         # Room for every client and the reserve: the example takes the soft limit as it is.
         server_argv = ["prlimit", f"--nofile={args.clients + 1000}", "--"] + pinned(
             0, [str(release / "examples" / "server")])

@@ -522,3 +522,300 @@ async fn no_server_exits_1() {
         stderr(&output)
     );
 }
+
+/// The hub on its lean server, as the example serves it: each stream under the uid of its
+/// `uid` query parameter, the push API beside it.
+async fn start_unicast_hub() -> (Hub, SocketAddr) {
+    let hub = Hub::new();
+    let server =
+        ssehub_hub::server::Server::builder(hub.clone(), |parts: &http::request::Parts| {
+            std::future::ready(
+                parts
+                    .uri
+                    .query()
+                    .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("uid=")))
+                    .map(str::to_owned)
+                    .ok_or(http::StatusCode::UNAUTHORIZED),
+            )
+        })
+        .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(std::future::IntoFuture::into_future(server.serve(listener)));
+    (hub, addr)
+}
+
+/// A uni-cast run of 50 clients and 200 pushes at 100/s against the hub, with `extra`
+/// arguments; returns its output.
+async fn unicast_run(addr: SocketAddr, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--sse-url".to_owned(),
+        format!("http://{addr}/events?uid=c{{client}}"),
+        "--push-url".to_owned(),
+        format!("http://{addr}/push"),
+    ];
+    args.extend(
+        [
+            "--clients",
+            "50",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.2",
+        ]
+        .map(str::to_owned),
+    );
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bench(&args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicast_every_push_reaches_its_one_client_and_no_other() {
+    let (hub, addr) = start_unicast_hub().await;
+    let output = unicast_run(
+        addr,
+        &[
+            "--body",
+            r#"{"uids":["c{uid}"],"events":[{"data":"{seq} {ts}"}]}"#,
+        ],
+    )
+    .await;
+    let report = report(&output);
+    assert_eq!(report["mode"], "unicast", "{report}");
+    assert_eq!(report["unicast"]["recipients"], "round-robin", "{report}");
+    assert_eq!(u(&report["unicast"], "uids_per_push"), 1);
+    assert_eq!(u(&report, "clients_connected"), 50);
+    assert_eq!(u(&report, "pushes_acked"), 200);
+    assert_eq!(u(&report, "deliveries_expected"), 200);
+    assert_eq!(u(&report, "deliveries_received"), 200);
+    assert_eq!(u(&report, "lost"), 0);
+    assert_eq!(u(&report, "duplicates"), 0);
+    assert_eq!(u(&report, "misdelivered"), 0);
+    assert_eq!(u(&report, "other_events"), 0);
+    assert!(f(&report["latency_ms"], "max") > 0.0, "{report}");
+    drop(hub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicast_three_random_clients_per_push() {
+    let (_hub, addr) = start_unicast_hub().await;
+    let output = unicast_run(
+        addr,
+        &[
+            "--uids-per-push",
+            "3",
+            "--recipients",
+            "random",
+            "--seed",
+            "42",
+            "--body",
+            r#"{"uids":[{uids:c}],"events":[{"data":"{seq} {ts}"}]}"#,
+        ],
+    )
+    .await;
+    let report = report(&output);
+    assert_eq!(report["unicast"]["recipients"], "random", "{report}");
+    assert_eq!(u(&report["unicast"], "uids_per_push"), 3);
+    assert_eq!(u(&report["unicast"], "seed"), 42);
+    assert_eq!(u(&report, "pushes_acked"), 200);
+    assert_eq!(u(&report, "deliveries_expected"), 600);
+    assert_eq!(u(&report, "deliveries_received"), 600);
+    assert_eq!(
+        (
+            u(&report, "lost"),
+            u(&report, "duplicates"),
+            u(&report, "misdelivered")
+        ),
+        (0, 0, 0),
+        "{report}"
+    );
+}
+
+/// The output of a run that fails (exit 1) with its report printed all the same.
+fn failed_report(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {}",
+        stderr(output)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicast_a_push_that_broadcasts_is_misdelivered_and_fails_the_run() {
+    let (_hub, addr) = start_unicast_hub().await;
+    // No uids: the hub sends every push to all 50 clients, the bench meant one each.
+    let output = unicast_run(addr, &["--body", r#"{"events":[{"data":"{seq} {ts}"}]}"#]).await;
+    let report = failed_report(&output);
+    assert_eq!(u(&report, "pushes_acked"), 200);
+    assert_eq!(u(&report, "deliveries_received"), 200, "{report}");
+    assert_eq!(u(&report, "lost"), 0, "{report}");
+    // Every other client got each push; the run stops a moment after the last one owed
+    // arrived, so on a loaded machine a few of the last may still be on their way.
+    let misdelivered = u(&report, "misdelivered");
+    assert!(
+        (200 * 49 / 2..=200 * 49).contains(&misdelivered),
+        "{report}"
+    );
+    let message = stderr(&output);
+    assert!(message.contains("address no client"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "the uni-cast run failed: {misdelivered} misdelivered"
+        )),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicast_pushes_to_the_wrong_uids_are_lost_and_fail_the_run() {
+    let (_hub, addr) = start_unicast_hub().await;
+    // `x17` is nobody's uid: the streams are under `c17`.
+    let output = unicast_run(
+        addr,
+        &[
+            "--body",
+            r#"{"uids":["x{uid}"],"events":[{"data":"{seq} {ts}"}]}"#,
+            "--grace",
+            "0.5",
+        ],
+    )
+    .await;
+    let report = failed_report(&output);
+    assert_eq!(u(&report, "deliveries_expected"), 200, "{report}");
+    assert_eq!(u(&report, "deliveries_received"), 0, "{report}");
+    assert_eq!(u(&report, "lost"), 200, "{report}");
+    assert!(
+        stderr(&output).contains("the uni-cast run failed: 200 lost"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn unicast_bad_arguments_exit_2() {
+    let base = [
+        "--push-url",
+        "http://127.0.0.1:9/push",
+        "--rate",
+        "5",
+        "--clients",
+        "2",
+    ];
+    for (sse_url, extra, message) in [
+        (
+            "http://127.0.0.1:9/events",
+            &["--body", r#"{"uids":["{uid}"],"x":"{seq} {ts}"}"#][..],
+            "need {client} in --sse-url",
+        ),
+        (
+            "http://127.0.0.1:9/events",
+            &["--uids-per-push", "2"],
+            "need {client} in --sse-url",
+        ),
+        (
+            "http://127.0.0.1:9/events",
+            &["--recipients", "random"],
+            "need {client} in --sse-url",
+        ),
+        (
+            "http://127.0.0.1:9/events?uid={client}",
+            &["--uids-per-push", "3"],
+            "at most --clients",
+        ),
+        (
+            "http://127.0.0.1:9/events?uid={client}",
+            &["--uids-per-push", "0"],
+            "between 1 and 255",
+        ),
+        (
+            "http://127.0.0.1:9/events?uid={client}",
+            &[
+                "--uids-per-push",
+                "2",
+                "--body",
+                r#"{"uids":["{uid}"],"x":"{seq} {ts}"}"#,
+            ],
+            "needs {uids} or {uids:PREFIX}",
+        ),
+        (
+            "http://127.0.0.1:9/events?uid={client}",
+            &["--recipients", "sideways"],
+            "invalid value",
+        ),
+    ] {
+        let mut args = vec!["--sse-url", sse_url];
+        args.extend(base);
+        args.extend(extra);
+        let output = bench(&args).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains(message), "{}", stderr(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicast_loss_and_duplicates_fail_the_run() {
+    // The scripted server's streams lose push 2 and repeat push 1; with 3 clients and 3 uids a
+    // push, every push is for every client, so nothing is misdelivered.
+    let server = ScriptedServer::start(4).await;
+    let addr = server.addr;
+    let output = bench(&[
+        "--sse-url",
+        &format!("http://{addr}/events?uid=c{{client}}"),
+        "--push-url",
+        &format!("http://{addr}/publish"),
+        "--clients",
+        "3",
+        "--uids-per-push",
+        "3",
+        "--rate",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--grace",
+        "1",
+        "--body",
+        "[{uids:c}] {seq} {ts}",
+    ])
+    .await;
+    let report = failed_report(&output);
+    assert_eq!(u(&report, "deliveries_expected"), 12, "{report}");
+    assert_eq!(u(&report, "deliveries_received"), 9, "{report}");
+    assert_eq!(u(&report, "lost"), 3, "{report}");
+    assert_eq!(u(&report, "duplicates"), 3, "{report}");
+    assert_eq!(u(&report, "misdelivered"), 0, "{report}");
+    assert!(
+        stderr(&output).contains("the uni-cast run failed: 3 lost, 3 duplicates"),
+        "{}",
+        stderr(&output)
+    );
+    // Each client asked for its own stream.
+    let mut gets: Vec<String> = server
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|head| {
+            head.strip_prefix("GET ")?
+                .split(' ')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    gets.sort();
+    assert_eq!(gets, ["/events?uid=c0", "/events?uid=c1", "/events?uid=c2"]);
+}

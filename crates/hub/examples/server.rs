@@ -1,6 +1,7 @@
 //! The seed's server example in Rust: an event stream at `GET /events`, the push API at
-//! `POST /push`, and a broadcast every 5 seconds. With `DATA_DIR` set, events are kept on disk
-//! there and a reconnecting client gets what it missed, across restarts of the server too.
+//! `POST /push`, and a broadcast every 5 seconds (`DEMO_BROADCAST=0` switches it off, as
+//! benchmarks do: its events are not theirs). With `DATA_DIR` set, events are kept on disk there
+//! and a reconnecting client gets what it missed, across restarts of the server too.
 //!
 //! Served by `ssehub_hub::server::Server`: event streams on its lean path, the push API through
 //! an axum router on the same port.
@@ -9,6 +10,7 @@
 //! cargo run -p ssehub-hub --example server            # PORT=8080 by default
 //! DATA_DIR=/tmp/ssehub cargo run -p ssehub-hub --example server   # keeps history
 //! BATCH_DELAY_MS=5 cargo run -p ssehub-hub --example server       # batches writes (5 ms at most)
+//! DEMO_BROADCAST=0 cargo run -p ssehub-hub --example server       # no hello_world_N broadcasts
 //! curl -N 'http://127.0.0.1:8080/events?uid=u001'
 //! curl -X POST -H 'Content-Type: application/json' \
 //!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
@@ -88,19 +90,25 @@ async fn main() -> std::io::Result<()> {
         .build()
         .map_err(std::io::Error::other)?;
 
-    // The seed's simulated events: a broadcast every 5 seconds.
-    let ticker = hub.clone();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(5));
-        interval.tick().await;
-        for i in 1.. {
-            interval.tick().await;
-            let event = Event::new(format!("hello_world_{i}")).with_event("message");
-            if ticker.broadcast([event]).await.is_err() {
-                break; // the hub closed
-            }
-        }
+    // The seed's simulated events: a broadcast every 5 seconds, unless switched off (a benchmark
+    // counts every event it did not push as noise).
+    let demo_broadcast = std::env::var("DEMO_BROADCAST").map_or(true, |value| {
+        !matches!(value.trim(), "0" | "false" | "off" | "no")
     });
+    if demo_broadcast {
+        let ticker = hub.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(5));
+            interval.tick().await;
+            for i in 1.. {
+                interval.tick().await;
+                let event = Event::new(format!("hello_world_{i}")).with_event("message");
+                if ticker.broadcast([event]).await.is_err() {
+                    break; // the hub closed
+                }
+            }
+        });
+    }
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}")).await?;

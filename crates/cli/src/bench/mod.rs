@@ -10,8 +10,14 @@
 //!    reached every client or `duration + grace` has passed; read the CPU times around it;
 //! 5. print one JSON line ([`report::Report`]).
 //!
+//! A broadcast run sends every push to every client. A uni-cast run (`{client}` in the stream
+//! URL) subscribes each client under its own uid and addresses each push to K of them
+//! ([`recipients`]); every client checks every delivery against who the push was for, and a
+//! misdelivery, a loss or a duplicate fails the run.
+//!
 //! Modules: [`target`] (URLs, source addresses), [`limits`] (open files), [`http1`] and [`sse`]
 //! (the lean reader's parsers), [`reader`] (a client), [`template`] and [`publisher`] (pushes),
+//! [`recipients`] (uni-cast addressing), [`rng`] (seeded randomness, shared with `ssehub soak`),
 //! [`proc_stats`] (a process's CPU and memory), [`report`] (counts and output), [`error`].
 
 pub mod error;
@@ -20,7 +26,9 @@ pub mod limits;
 pub mod proc_stats;
 pub mod publisher;
 pub mod reader;
+pub mod recipients;
 pub mod report;
+pub mod rng;
 pub mod sse;
 pub mod target;
 pub mod template;
@@ -37,8 +45,9 @@ use tokio::time::Instant;
 use error::BenchError;
 use proc_stats::{Memory, Process};
 use publisher::{PushOutcome, PushSpec};
-use reader::Shared;
-use report::{Latency, Report, ServerReport};
+use reader::{Shared, Unicast};
+use recipients::{Order, Recipients};
+use report::{Latency, Report, ServerReport, UnicastReport};
 use target::Target;
 use template::Template;
 
@@ -46,11 +55,25 @@ use template::Template;
 /// `SEQ TS`.
 pub const DEFAULT_BODY: &str = r#"{"events":[{"data":"{seq} {ts}"}]}"#;
 
+/// The default push body of a uni-cast run: the ssehub push API, to the push's clients under
+/// their bare index as uid (`--sse-url '...?uid={client}'`).
+pub const DEFAULT_UNICAST_BODY: &str = r#"{"uids":[{uids}],"events":[{"data":"{seq} {ts}"}]}"#;
+
+/// The placeholder of a client's index in the stream URL; its presence makes a run uni-cast.
+const CLIENT_PLACEHOLDER: &str = "{client}";
+
+/// Clients a push is for at most: each push's count of deliveries is one byte.
+const MAX_UIDS_PER_PUSH: u64 = 255;
+
 /// The time limit of one client's connection and response head.
 const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the end of a run is checked for.
 const POLL: Duration = Duration::from_millis(10);
+
+/// How long a uni-cast run goes on reading once every delivery owed has arrived: time for
+/// misdeliveries and duplicates sent with them to arrive too.
+const UNICAST_SETTLE: Duration = Duration::from_millis(250);
 
 /// More pushes than this in one run is a mistake (each client keeps a bit per push).
 const MAX_PUSHES: u64 = 100_000_000;
@@ -61,7 +84,9 @@ const MAX_SEEN_BYTES: u64 = 2 << 30;
 /// Options of `ssehub bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The event stream to load: http:// on 127.0.0.0/8 or localhost.
+    /// The event stream to load: http:// on 127.0.0.0/8 or localhost. With {client} in it (as in
+    /// '?uid=c{client}') the run is uni-cast: client i subscribes with its index i there, under
+    /// its own uid, and each push is for --uids-per-push of them.
     #[arg(long, value_name = "URL")]
     sse_url: String,
     /// Clients to connect to the stream.
@@ -83,9 +108,23 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     grace: f64,
     /// The push body; {seq} becomes the push's number, {ts} its publish time in ns since the
-    /// UNIX epoch. The event's data must carry them as its first two runs of digits.
-    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_BODY)]
-    body: String,
+    /// UNIX epoch. The event's data must carry them as its first two runs of digits. Uni-cast:
+    /// {uid} becomes the index of the client the push is for (the first, with several) and
+    /// {uids:PREFIX} all of them as JSON strings, PREFIX then the index, comma-separated
+    /// ({uids}: no prefix). Default '{"events":[{"data":"{seq} {ts}"}]}', uni-cast
+    /// '{"uids":[{uids}],"events":[{"data":"{seq} {ts}"}]}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    body: Option<String>,
+    /// Uni-cast: distinct clients each push is for (1 to 255, at most --clients).
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    uids_per_push: u64,
+    /// Uni-cast: how each push's clients are chosen; round-robin takes them in turn, random
+    /// draws them from --seed and the push's number.
+    #[arg(long, value_enum, value_name = "ORDER", default_value_t = Order::RoundRobin)]
+    recipients: Order,
+    /// Uni-cast: the seed of --recipients random.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
     /// A push request header, as 'Name: value'; repeatable (default Content-Type:
     /// application/json).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = crate::listen::parse_header)]
@@ -128,6 +167,10 @@ struct Plan {
     connect_concurrency: u64,
     source_ips: u32,
     threads: usize,
+    /// Uni-cast: who each push is for.
+    unicast: Option<Recipients>,
+    /// Uni-cast: the addressing as given, for the report.
+    unicast_report: Option<UnicastReport>,
 }
 
 /// Runs `ssehub bench` and prints its JSON line.
@@ -150,8 +193,13 @@ pub fn run(args: Args) -> ExitCode {
                 .map_err(std::io::Error::from)
                 .and_then(|()| stdout.write_all(b"\n"))
                 .and_then(|()| stdout.flush());
+            let failures = report.failures();
             match written {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) if failures.is_empty() => ExitCode::SUCCESS,
+                Ok(()) => {
+                    eprintln!("error: the uni-cast run failed: {}", failures.join(", "));
+                    ExitCode::FAILURE
+                }
                 Err(error) => {
                     eprintln!("error: cannot write the report: {error}");
                     ExitCode::FAILURE
@@ -197,7 +245,12 @@ impl Plan {
                 "--rate × --duration is {pushes_planned} pushes; at most {MAX_PUSHES} per run"
             ));
         }
-        let seen_bytes = args.clients.saturating_mul(pushes_planned.div_ceil(8));
+        let unicast = args.sse_url.contains(CLIENT_PLACEHOLDER);
+        // Uni-cast adds a one-byte count of deliveries per push.
+        let seen_bytes = args
+            .clients
+            .saturating_mul(pushes_planned.div_ceil(8))
+            .saturating_add(if unicast { pushes_planned } else { 0 });
         if seen_bytes > MAX_SEEN_BYTES {
             return bad(format!(
                 "{} clients × {pushes_planned} pushes needs {} MiB to track deliveries; lower \
@@ -206,13 +259,55 @@ impl Plan {
                 seen_bytes >> 20
             ));
         }
-        let template = Template::parse(&args.body);
+        let recipients = if unicast {
+            let k = args.uids_per_push;
+            if !(1..=MAX_UIDS_PER_PUSH).contains(&k) || k > args.clients {
+                return bad(format!(
+                    "--uids-per-push must be between 1 and {MAX_UIDS_PER_PUSH}, and at most \
+                     --clients"
+                ));
+            }
+            Some(Recipients::new(args.clients, k, args.recipients, args.seed))
+        } else {
+            if args.uids_per_push != 1 || args.recipients != Order::RoundRobin {
+                return bad(format!(
+                    "--uids-per-push and --recipients need {CLIENT_PLACEHOLDER} in --sse-url"
+                ));
+            }
+            None
+        };
+        let body = args.body.as_deref().unwrap_or(if unicast {
+            DEFAULT_UNICAST_BODY
+        } else {
+            DEFAULT_BODY
+        });
+        let template = Template::parse(body);
         let push = match (publishing, push_target) {
             (false, _) => None,
             (true, None) => return bad("--rate above 0 needs --push-url".into()),
             (true, Some(target)) => {
                 if !template.has_seq_then_ts() {
                     return bad("--body must contain {seq} and then {ts}".into());
+                }
+                let addresses = template.has_uid() || template.has_uids();
+                match &recipients {
+                    None if addresses => {
+                        return bad(format!(
+                            "{{uid}} and {{uids}} in --body need {CLIENT_PLACEHOLDER} in --sse-url"
+                        ));
+                    }
+                    Some(recipients) if recipients.per_push() > 1 && !template.has_uids() => {
+                        return bad(
+                            "--uids-per-push above 1 needs {uids} or {uids:PREFIX} in --body"
+                                .into(),
+                        );
+                    }
+                    // Allowed, as a check of the check: the server will send every push to
+                    // every client, and the run will fail on misdelivery.
+                    Some(_) if !addresses => tracing::warn!(
+                        "--body has no {{uid}} or {{uids}}: its pushes address no client"
+                    ),
+                    _ => {}
                 }
                 if args.push_connections == 0 {
                     return bad("--push-connections must be at least 1".into());
@@ -223,6 +318,7 @@ impl Plan {
                     template,
                     args.rate,
                     pushes_planned,
+                    recipients.clone(),
                 )))
             }
         };
@@ -269,6 +365,12 @@ impl Plan {
             connect_concurrency: args.connect_concurrency,
             source_ips: args.source_ips,
             threads,
+            unicast_report: recipients.as_ref().map(|recipients| UnicastReport {
+                recipients: args.recipients.name(),
+                uids_per_push: recipients.per_push(),
+                seed: args.seed,
+            }),
+            unicast: recipients,
         })
     }
 }
@@ -310,8 +412,13 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
         tallies: (0..(plan.threads as u64 * 4).min(plan.clients))
             .map(|_| Mutex::default())
             .collect(),
+        unicast: plan
+            .unicast
+            .clone()
+            .map(|recipients| Unicast::new(recipients, plan.pushes_planned)),
     });
-    let (clients_connected, connect_errors, connect_secs) = connect_clients(plan, &shared).await;
+    let (connected, connect_errors, connect_secs) = connect_clients(plan, &shared).await;
+    let clients_connected = connected.iter().filter(|&&connected| connected).count() as u64;
     if clients_connected == 0 {
         return Err(BenchError::NoClient {
             url: plan.sse_url.clone(),
@@ -329,18 +436,14 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
     let start_ns = now_ns();
     shared.publish_start_ns.store(start_ns, Ordering::Release);
     let deadline = start + plan.duration + plan.grace;
+    let owed = |push: &PushSpec, outcome: &PushOutcome| match &shared.unicast {
+        Some(unicast) => unicast_owed(push, unicast, &connected).expected,
+        None => outcome.acked * clients_connected,
+    };
     let pushes = match &plan.push {
         Some(push) => {
             tracing::info!(rate = plan.rate, pushes = plan.pushes_planned, "publishing");
-            publish_and_collect(
-                push.clone(),
-                push_streams,
-                &shared,
-                clients_connected,
-                start,
-                deadline,
-            )
-            .await
+            publish_and_collect(push.clone(), push_streams, &shared, &owed, start, deadline).await
         }
         None => {
             tracing::info!(
@@ -356,7 +459,16 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
     let generator_cpu_after = generator.cpu_secs().ok();
 
     let total = shared.total();
-    let deliveries_expected = pushes.acked * clients_connected;
+    let (deliveries_expected, lost) = match (&plan.push, &shared.unicast) {
+        (Some(push), Some(unicast)) => {
+            let owed = unicast_owed(push, unicast, &connected);
+            (owed.expected, owed.lost)
+        }
+        _ => {
+            let expected = pushes.acked * clients_connected;
+            (expected, expected.saturating_sub(total.received))
+        }
+    };
     let delivery_secs = total.last_receive_ns.saturating_sub(start_ns) as f64 / 1e9;
     let cpu_secs = match (server_cpu_before, server_cpu_after) {
         (Some(before), Some(after)) => Some(after - before),
@@ -373,6 +485,11 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
         )
     });
     Ok(Report {
+        mode: if plan.unicast.is_some() {
+            "unicast"
+        } else {
+            "broadcast"
+        },
         clients_requested: plan.clients,
         clients_connected,
         connect_secs: round3(connect_secs),
@@ -386,8 +503,9 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
         duration_secs: plan.duration.as_secs_f64(),
         deliveries_expected,
         deliveries_received: total.received,
-        lost: deliveries_expected.saturating_sub(total.received),
+        lost,
         duplicates: total.duplicates,
+        misdelivered: total.misdelivered,
         other_events: total.other,
         latency_ms: Latency::of(&total.latency),
         deliveries_per_sec: if delivery_secs > 0.0 {
@@ -401,7 +519,45 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
             _ => 0.0,
         },
         server,
+        unicast: plan.unicast_report.clone(),
     })
+}
+
+/// What the connected clients of a uni-cast run are owed, and did not get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owed {
+    /// Over acknowledged pushes, the clients each is for that connected.
+    expected: u64,
+    /// Of those, deliveries that did not arrive.
+    lost: u64,
+}
+
+/// Sums, push by push, what the clients of a uni-cast run are owed: a push not acknowledged is
+/// owed to nobody, and one for a client that never connected is not owed to it.
+fn unicast_owed(push: &PushSpec, unicast: &Unicast, connected: &[bool]) -> Owed {
+    let mut owed = Owed {
+        expected: 0,
+        lost: 0,
+    };
+    let mut clients = Vec::new();
+    for seq in 0..unicast.delivered.len() as u64 {
+        if !push.is_acked(seq) {
+            continue;
+        }
+        unicast.recipients.of_push(seq, &mut clients);
+        let expected = clients
+            .iter()
+            .filter(|&&client| {
+                usize::try_from(client)
+                    .ok()
+                    .and_then(|client| connected.get(client))
+                    .is_some_and(|&connected| connected)
+            })
+            .count() as u64;
+        owed.expected += expected;
+        owed.lost += expected.saturating_sub(unicast.delivered(seq));
+    }
+    owed
 }
 
 /// The `GET` every client sends.
@@ -422,9 +578,9 @@ struct ConnectErrors {
     first_reason: Option<String>,
 }
 
-/// Spawns every client and waits until each has connected or failed. Returns how many
-/// connected, the failures, and the seconds it took.
-async fn connect_clients(plan: &Plan, shared: &Arc<Shared>) -> (u64, ConnectErrors, f64) {
+/// Spawns every client and waits until each has connected or failed. Returns which connected
+/// (by index), the failures, and the seconds it took.
+async fn connect_clients(plan: &Plan, shared: &Arc<Shared>) -> (Vec<bool>, ConnectErrors, f64) {
     let began = Instant::now();
     let permits = Arc::new(Semaphore::new(
         usize::try_from(plan.connect_concurrency).unwrap_or(Semaphore::MAX_PERMITS),
@@ -444,14 +600,21 @@ async fn connect_clients(plan: &Plan, shared: &Arc<Shared>) -> (u64, ConnectErro
     let waves = plan.clients.div_ceil(plan.connect_concurrency);
     let give_up = began + CLIENT_CONNECT_TIMEOUT * u32::try_from(waves + 1).unwrap_or(u32::MAX);
     let mut connected = 0;
+    let mut which = vec![false; usize::try_from(plan.clients).unwrap_or(0)];
     let mut errors = ConnectErrors::default();
     let mut last_log = began;
     while connected + errors.count < plan.clients {
-        let Ok(Some(result)) = tokio::time::timeout_at(give_up, results.recv()).await else {
+        let Ok(Some((index, result))) = tokio::time::timeout_at(give_up, results.recv()).await
+        else {
             break;
         };
         match result {
-            Ok(()) => connected += 1,
+            Ok(()) => {
+                connected += 1;
+                if let Some(client) = which.get_mut(index) {
+                    *client = true;
+                }
+            }
             Err(reason) => {
                 errors.count += 1;
                 if errors.first_reason.is_none() {
@@ -474,20 +637,20 @@ async fn connect_clients(plan: &Plan, shared: &Arc<Shared>) -> (u64, ConnectErro
         secs = round3(secs),
         "clients connected"
     );
-    (connected, errors, secs)
+    (which, errors, secs)
 }
 
-/// Publishes, then waits until every acknowledged push reached every connected client, or the
-/// deadline.
+/// Publishes, then waits until every acknowledged push reached every connected client it is
+/// for (`owed` counts those deliveries), or the deadline.
 async fn publish_and_collect(
     push: Arc<PushSpec>,
     streams: Vec<tokio::net::TcpStream>,
     shared: &Shared,
-    clients: u64,
+    owed: &dyn Fn(&PushSpec, &PushOutcome) -> u64,
     start: Instant,
     deadline: Instant,
 ) -> PushOutcome {
-    let mut publishing = tokio::spawn(publisher::publish(push, streams, start, deadline));
+    let mut publishing = tokio::spawn(publisher::publish(push.clone(), streams, start, deadline));
     let mut poll = tokio::time::interval(POLL);
     let outcome = loop {
         tokio::select! {
@@ -499,12 +662,17 @@ async fn publish_and_collect(
         }
     };
     tracing::info!(sent = outcome.sent, acked = outcome.acked, "pushes done");
-    let expected = outcome.acked * clients;
+    let expected = owed(&push, &outcome);
     loop {
         if shared.received() >= expected || Instant::now() >= deadline {
             break;
         }
         poll.tick().await;
+    }
+    if shared.unicast.is_some() {
+        // Copies of a push to the wrong clients travel with the right one and may be a little
+        // behind it: read a moment longer, so that a misdelivery is not missed for ending early.
+        tokio::time::sleep_until(deadline.min(Instant::now() + UNICAST_SETTLE)).await;
     }
     outcome
 }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::http1::{BodyDecoder, parse_head};
 use super::now_ns;
+use super::recipients::Recipients;
 use super::target::Target;
 use super::template::Template;
 
@@ -43,17 +44,24 @@ pub struct PushSpec {
     template: Template,
     rate: f64,
     total: u64,
+    /// In a uni-cast run: who each push is for, rendered into its body.
+    recipients: Option<Recipients>,
+    /// One bit per push, set when it is answered 2xx: a uni-cast run owes a push to its clients
+    /// only once the server took it.
+    acked: Box<[AtomicU64]>,
 }
 
 impl PushSpec {
     /// `total` pushes at `rate` per second to `target`, with `headers` (a `Content-Type:
-    /// application/json` unless they have a content type of their own).
+    /// application/json` unless they have a content type of their own), each for `recipients`
+    /// in a uni-cast run.
     pub fn new(
         target: Target,
         headers: &[(String, String)],
         template: Template,
         rate: f64,
         total: u64,
+        recipients: Option<Recipients>,
     ) -> Self {
         let mut head = format!("POST {} HTTP/1.1\r\n", target.path);
         let has = |name: &str| {
@@ -79,6 +87,25 @@ impl PushSpec {
             template,
             rate,
             total,
+            recipients,
+            acked: (0..total.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Whether push `seq` was answered 2xx.
+    pub fn is_acked(&self, seq: u64) -> bool {
+        usize::try_from(seq / 64)
+            .ok()
+            .and_then(|word| self.acked.get(word))
+            .is_some_and(|word| word.load(Ordering::Acquire) & (1 << (seq % 64)) != 0)
+    }
+
+    fn set_acked(&self, seq: u64) {
+        if let Some(word) = usize::try_from(seq / 64)
+            .ok()
+            .and_then(|word| self.acked.get(word))
+        {
+            word.fetch_or(1 << (seq % 64), Ordering::AcqRel);
         }
     }
 
@@ -92,10 +119,21 @@ impl PushSpec {
         Duration::from_secs_f64(seq as f64 / self.rate)
     }
 
-    /// Appends the request of push `seq` stamped `ts`; `body` is scratch space.
-    fn render(&self, seq: u64, ts: u64, out: &mut Vec<u8>, body: &mut Vec<u8>) {
+    /// Appends the request of push `seq` stamped `ts`; `body` and `uids` are scratch space.
+    fn render(
+        &self,
+        seq: u64,
+        ts: u64,
+        out: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        uids: &mut Vec<u64>,
+    ) {
         body.clear();
-        self.template.render(seq, ts, body);
+        uids.clear();
+        if let Some(recipients) = &self.recipients {
+            recipients.of_push(seq, uids);
+        }
+        self.template.render(seq, ts, uids, body);
         out.extend_from_slice(&self.head);
         // Writing into a Vec cannot fail.
         let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
@@ -185,10 +223,13 @@ struct Counts {
 }
 
 impl Connection {
-    fn start(stream: TcpStream) -> Self {
+    /// Starts a connection whose requests are pushes `first`, `first + lanes`, ... in order:
+    /// answers come in the order of the requests, so the n-th answer is for push
+    /// `first + n · lanes`.
+    fn start(stream: TcpStream, spec: Arc<PushSpec>, first: u64, lanes: u64) -> Self {
         let (read, write) = stream.into_split();
         let counts = Arc::new(Counts::default());
-        let reader = tokio::spawn(read_answers(read, counts.clone()));
+        let reader = tokio::spawn(read_answers(read, counts.clone(), spec, first, lanes));
         Self {
             write,
             counts,
@@ -233,10 +274,11 @@ async fn run_lane(
     deadline: Instant,
 ) -> PushOutcome {
     let mut outcome = PushOutcome::default();
-    let mut connection = Connection::start(stream);
+    let mut connection = Connection::start(stream, spec.clone(), lane, lanes);
     let mut reconnects = 0;
     let mut requests = Vec::new();
     let mut body = Vec::new();
+    let mut uids = Vec::new();
     let mut next = lane;
     while next < spec.total {
         tokio::time::sleep_until(start + spec.due(next)).await;
@@ -249,7 +291,7 @@ async fn run_lane(
                 .await
                 .unwrap_or_else(|_| Err("the run's deadline passed".to_owned()));
             match reopened {
-                Ok(stream) => connection = Connection::start(stream),
+                Ok(stream) => connection = Connection::start(stream, spec.clone(), next, lanes),
                 Err(error) => {
                     reconnects += 1;
                     tracing::warn!(lane, %error, "cannot reopen a push connection");
@@ -272,7 +314,7 @@ async fn run_lane(
         requests.clear();
         let mut batch = 0;
         while next < spec.total && start + spec.due(next) <= now && batch < MAX_BATCH {
-            spec.render(next, ts, &mut requests, &mut body);
+            spec.render(next, ts, &mut requests, &mut body, &mut uids);
             next += lanes;
             batch += 1;
         }
@@ -294,8 +336,15 @@ async fn run_lane(
     outcome
 }
 
-/// Reads and counts the answers on one push connection until it closes or fails.
-async fn read_answers(mut read: OwnedReadHalf, counts: Arc<Counts>) {
+/// Reads and counts the answers on one push connection until it closes or fails; the n-th is
+/// for push `first + n · lanes`.
+async fn read_answers(
+    mut read: OwnedReadHalf,
+    counts: Arc<Counts>,
+    spec: Arc<PushSpec>,
+    first: u64,
+    lanes: u64,
+) {
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut body: Option<BodyDecoder> = None;
     let mut close_after_body = false;
@@ -335,6 +384,8 @@ async fn read_answers(mut read: OwnedReadHalf, counts: Arc<Counts>) {
                     // 1xx answers are interim: the final answer follows.
                     if head.status >= 200 {
                         if head.status < 300 {
+                            let answered = counts.answered.load(Ordering::Acquire);
+                            spec.set_acked(first + answered * lanes);
                             counts.acked.fetch_add(1, Ordering::AcqRel);
                         } else if !first_error_logged {
                             first_error_logged = true;
@@ -373,9 +424,10 @@ mod tests {
             Template::parse(r#"{"events":[{"data":"{seq} {ts}"}]}"#),
             10.0,
             20,
+            None,
         );
-        let (mut out, mut body) = (Vec::new(), Vec::new());
-        spec.render(3, 42, &mut out, &mut body);
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(3, 42, &mut out, &mut body, &mut uids);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /push?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Type: application/json\r\n\
@@ -386,15 +438,45 @@ mod tests {
     }
 
     #[test]
+    fn uni_cast_requests_name_their_clients() {
+        let spec = PushSpec::new(
+            target(),
+            &[],
+            Template::parse(r#"{"uids":[{uids:c}],"events":[{"data":"{seq} {ts}"}]}"#),
+            10.0,
+            20,
+            Some(Recipients::new(
+                10,
+                2,
+                crate::bench::recipients::Order::RoundRobin,
+                1,
+            )),
+        );
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(7, 42, &mut out, &mut body, &mut uids);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"uids":["c4","c5"],"events":[{"data":"7 42"}]}"#
+        );
+    }
+
+    #[test]
     fn headers_replace_the_defaults() {
         let headers = [
             ("content-type".to_owned(), "text/plain".to_owned()),
             ("Content-Length".to_owned(), "999".to_owned()),
             ("X-Token".to_owned(), "t".to_owned()),
         ];
-        let spec = PushSpec::new(target(), &headers, Template::parse("{seq} {ts}"), 1.0, 1);
-        let (mut out, mut body) = (Vec::new(), Vec::new());
-        spec.render(0, 7, &mut out, &mut body);
+        let spec = PushSpec::new(
+            target(),
+            &headers,
+            Template::parse("{seq} {ts}"),
+            1.0,
+            1,
+            None,
+        );
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(0, 7, &mut out, &mut body, &mut uids);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /push?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\ncontent-type: text/plain\r\n\
@@ -422,12 +504,23 @@ mod tests {
             let _ = socket.read_to_end(&mut rest).await;
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let connection = Connection::start(stream);
+        // Pushes 1, 4, 7, 10 (lane 1 of 3) on this connection.
+        let spec = Arc::new(PushSpec::new(
+            target(),
+            &[],
+            Template::parse("{seq} {ts}"),
+            1.0,
+            12,
+            None,
+        ));
+        let connection = Connection::start(stream, spec.clone(), 1, 3);
         connection.counts.sent.store(4, Ordering::Release);
         let outcome = connection
             .finish(Instant::now() + Duration::from_secs(10))
             .await;
         assert_eq!(outcome, PushOutcome { sent: 4, acked: 3 });
+        let acked: Vec<u64> = (0..12).filter(|&seq| spec.is_acked(seq)).collect();
+        assert_eq!(acked, [1, 4, 10], "the 500 was for push 7");
         server.abort();
     }
 }

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use super::http1::{BodyDecoder, Framing, HttpError, parse_head};
 use super::now_ns;
+use super::recipients::Recipients;
 use super::report::Tally;
 use super::sse::{Parsed, SseParser};
 
@@ -39,7 +40,8 @@ thread_local! {
 pub struct Shared {
     /// The SSE server.
     pub target: SocketAddr,
-    /// The `GET` request, written as is.
+    /// The `GET` request, written as is (in a uni-cast run, with `{client}` replaced by the
+    /// client's index).
     pub request: Box<[u8]>,
     /// The time limit of one client's connection and response head.
     pub connect_timeout: Duration,
@@ -52,6 +54,35 @@ pub struct Shared {
     pub dropped: AtomicU64,
     /// Counts by group of clients, so that threads rarely wait for the same lock.
     pub tallies: Box<[Mutex<Tally>]>,
+    /// In a uni-cast run: who each push is for, and how many of them got it.
+    pub unicast: Option<Unicast>,
+}
+
+/// What the clients of a uni-cast run share.
+#[derive(Debug)]
+pub struct Unicast {
+    /// Who each push is for: a delivery to anyone else is misdelivered.
+    pub recipients: Recipients,
+    /// First deliveries of each push to a client it was for (at most K ≤ 255 each): at the end,
+    /// an acknowledged push's clients that connected minus these were lost.
+    pub delivered: Box<[AtomicU8]>,
+}
+
+impl Unicast {
+    pub fn new(recipients: Recipients, pushes: u64) -> Self {
+        Self {
+            recipients,
+            delivered: (0..pushes).map(|_| AtomicU8::new(0)).collect(),
+        }
+    }
+
+    /// First deliveries of push `seq` to its clients.
+    pub fn delivered(&self, seq: u64) -> u64 {
+        usize::try_from(seq)
+            .ok()
+            .and_then(|seq| self.delivered.get(seq))
+            .map_or(0, |count| u64::from(count.load(Ordering::Relaxed)))
+    }
 }
 
 impl Shared {
@@ -75,8 +106,8 @@ fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
     tally.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// How a client's connection attempt ended: `Err` says why it failed.
-pub type ConnectOutcome = Result<(), String>;
+/// How client `.0`'s connection attempt ended: `Err` says why it failed.
+pub type ConnectOutcome = (usize, Result<(), String>);
 
 /// Runs client `index`: connects from `source` (at most as many at once as `permits` allows),
 /// reports the outcome on `outcome`, then reads until the stream ends or the runtime stops.
@@ -90,28 +121,30 @@ pub async fn run_client(
     let opened = {
         // The semaphore is never closed; without a permit, connecting anyway is still right.
         let _permit = permits.acquire().await;
-        tokio::time::timeout(shared.connect_timeout, open(source, &shared))
+        tokio::time::timeout(shared.connect_timeout, open(index, source, &shared))
             .await
             .unwrap_or_else(|_| Err("timed out connecting or waiting for the response head".into()))
     };
     let (mut stream, early, framing) = match opened {
         Ok(opened) => opened,
         Err(reason) => {
-            let _ = outcome.send(Err(reason));
+            let _ = outcome.send((index, Err(reason)));
             return;
         }
     };
-    let _ = outcome.send(Ok(()));
+    let _ = outcome.send((index, Ok(())));
     drop(outcome);
 
     let mut client = Client {
+        index: index as u64,
         body: BodyDecoder::new(framing),
         sse: SseParser::new(),
         seen: Bitset::new(shared.pushes_planned),
+        scratch: Vec::new(),
     };
     let tally = &shared.tallies[index % shared.tallies.len()];
     let start_ns = shared.publish_start_ns.load(Ordering::Acquire);
-    let ended = match client.consume(&early, now_ns(), start_ns, tally) {
+    let ended = match client.consume(&early, now_ns(), start_ns, &shared, tally) {
         Ok(()) => {
             drop(early);
             client.read(&mut stream, &shared, tally).await
@@ -124,7 +157,11 @@ pub async fn run_client(
 
 /// Connects, sends the request, reads the response head. Returns the stream, the body bytes
 /// read with the head, and the body's framing.
-async fn open(source: Ipv4Addr, shared: &Shared) -> Result<(TcpStream, Vec<u8>, Framing), String> {
+async fn open(
+    index: usize,
+    source: Ipv4Addr,
+    shared: &Shared,
+) -> Result<(TcpStream, Vec<u8>, Framing), String> {
     let socket = TcpSocket::new_v4().map_err(|error| format!("socket: {error}"))?;
     // Binding a distinct loopback address per client spreads connections over many
     // (address, port) pairs, so ephemeral ports never run out.
@@ -135,8 +172,17 @@ async fn open(source: Ipv4Addr, shared: &Shared) -> Result<(TcpStream, Vec<u8>, 
         .connect(shared.target)
         .await
         .map_err(|error| format!("connect to {}: {error}", shared.target))?;
+    // A uni-cast client subscribes under its own uid: one small allocation per connection.
+    let own_request;
+    let request: &[u8] = if shared.unicast.is_some() {
+        own_request =
+            String::from_utf8_lossy(&shared.request).replace("{client}", &index.to_string());
+        own_request.as_bytes()
+    } else {
+        &shared.request
+    };
     stream
-        .write_all(&shared.request)
+        .write_all(request)
         .await
         .map_err(|error| format!("send request: {error}"))?;
     let mut buf = Vec::with_capacity(1024);
@@ -160,9 +206,12 @@ async fn open(source: Ipv4Addr, shared: &Shared) -> Result<(TcpStream, Vec<u8>, 
 
 /// The state of one connected client.
 struct Client {
+    index: u64,
     body: BodyDecoder,
     sse: SseParser,
     seen: Bitset,
+    /// Room for a random run's recipients of a push, to check a delivery against.
+    scratch: Vec<u64>,
 }
 
 impl Client {
@@ -192,7 +241,7 @@ impl Client {
                         // arrived together.
                         Poll::Ready(Ok(())) => {
                             if let Err(reason) =
-                                self.consume(read.filled(), now_ns(), start_ns, tally)
+                                self.consume(read.filled(), now_ns(), start_ns, shared, tally)
                             {
                                 return Poll::Ready(reason);
                             }
@@ -214,14 +263,26 @@ impl Client {
         bytes: &[u8],
         now_ns: u64,
         start_ns: u64,
+        shared: &Shared,
         tally: &Mutex<Tally>,
     ) -> Result<(), String> {
         let mut guard: Option<MutexGuard<'_, Tally>> = None;
-        let Self { body, sse, seen } = self;
+        let Self {
+            index,
+            body,
+            sse,
+            seen,
+            scratch,
+        } = self;
+        let mut unicast = shared.unicast.as_ref().map(|unicast| Addressee {
+            unicast,
+            client: *index,
+            scratch,
+        });
         body.decode(bytes, |payload| {
             sse.feed(payload, |event| {
                 let tally = guard.get_or_insert_with(|| lock(tally));
-                count(event, now_ns, start_ns, seen, tally);
+                count(event, now_ns, start_ns, seen, unicast.as_mut(), tally);
             });
         })
         .map_err(|error: HttpError| error.to_string())?;
@@ -232,11 +293,42 @@ impl Client {
     }
 }
 
-/// Counts one event received at `now_ns`.
-fn count(event: Parsed, now_ns: u64, start_ns: u64, seen: &mut Bitset, tally: &mut Tally) {
+/// A uni-cast client, as a delivery is checked against who the push was for.
+struct Addressee<'a> {
+    unicast: &'a Unicast,
+    client: u64,
+    scratch: &'a mut Vec<u64>,
+}
+
+/// Counts one event received at `now_ns`; in a uni-cast run, by client `addressee`.
+fn count(
+    event: Parsed,
+    now_ns: u64,
+    start_ns: u64,
+    seen: &mut Bitset,
+    mut addressee: Option<&mut Addressee<'_>>,
+    tally: &mut Tally,
+) {
     match event {
         Parsed::Stamped { seq, ts } if start_ns != 0 && ts >= start_ns && seq < seen.len() => {
+            if let Some(addressee) = addressee.as_deref_mut()
+                && !addressee
+                    .unicast
+                    .recipients
+                    .includes(seq, addressee.client, addressee.scratch)
+            {
+                // Somebody else's push: the server broke its promise. Not a delivery.
+                tally.misdelivered += 1;
+                return;
+            }
             if seen.insert(seq) {
+                if let Some(counter) = addressee.and_then(|addressee| {
+                    usize::try_from(seq)
+                        .ok()
+                        .and_then(|seq| addressee.unicast.delivered.get(seq))
+                }) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 tally.received += 1;
                 tally.latency.saturating_record(now_ns.saturating_sub(ts));
                 tally.last_receive_ns = tally.last_receive_ns.max(now_ns);
@@ -315,7 +407,7 @@ mod tests {
             stamped(4, start + 1), // beyond the plan
             Parsed::Other,
         ] {
-            count(event, now, start, &mut seen, &mut tally);
+            count(event, now, start, &mut seen, None, &mut tally);
         }
         assert_eq!((tally.received, tally.duplicates, tally.other), (3, 1, 3));
         assert_eq!(tally.last_receive_ns, now);
@@ -325,7 +417,47 @@ mod tests {
             tally.latency.highest_equivalent(5_000_000)
         );
         // Before publishing starts, nothing counts as a delivery.
-        count(stamped(2, start), now, 0, &mut seen, &mut tally);
+        count(stamped(2, start), now, 0, &mut seen, None, &mut tally);
         assert_eq!((tally.received, tally.other), (3, 4));
+        assert_eq!(tally.misdelivered, 0);
+    }
+
+    #[test]
+    fn uni_cast_deliveries_are_checked_against_their_clients() {
+        // 4 clients, 2 per push in turn: push 0 is for clients 0 and 1, push 1 for 2 and 3, ...
+        let unicast = Unicast::new(
+            Recipients::new(4, 2, crate::bench::recipients::Order::RoundRobin, 1),
+            4,
+        );
+        let start = 1_000_000_000;
+        let now = start + 1_000;
+        let mut tally = Tally::default();
+        let mut scratch = Vec::new();
+        let mut client_1 = Addressee {
+            unicast: &unicast,
+            client: 1,
+            scratch: &mut scratch,
+        };
+        let mut seen = Bitset::new(4);
+        for seq in [0, 1, 2, 0, 3] {
+            let event = Parsed::Stamped { seq, ts: start };
+            count(
+                event,
+                now,
+                start,
+                &mut seen,
+                Some(&mut client_1),
+                &mut tally,
+            );
+        }
+        // Pushes 0 and 2 are client 1's (0 twice), 1 and 3 are not.
+        assert_eq!(
+            (tally.received, tally.duplicates, tally.misdelivered),
+            (2, 1, 2)
+        );
+        let delivered: Vec<u64> = (0..4).map(|seq| unicast.delivered(seq)).collect();
+        assert_eq!(delivered, [1, 0, 1, 0]);
+        // A misdelivery is not a delivery: it leaves nothing behind for the push's own client.
+        assert_eq!(tally.latency.len(), 2);
     }
 }

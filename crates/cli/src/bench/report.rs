@@ -22,6 +22,8 @@ pub struct Tally {
     pub duplicates: u64,
     /// Events that are not this run's pushes.
     pub other: u64,
+    /// In a uni-cast run: this run's pushes that reached a client they were not for.
+    pub misdelivered: u64,
     /// Receive time of the last first delivery, ns since the UNIX epoch.
     pub last_receive_ns: u64,
 }
@@ -33,6 +35,7 @@ impl Default for Tally {
             received: 0,
             duplicates: 0,
             other: 0,
+            misdelivered: 0,
             last_receive_ns: 0,
         }
     }
@@ -51,6 +54,7 @@ impl Tally {
         self.received += other.received;
         self.duplicates += other.duplicates;
         self.other += other.other;
+        self.misdelivered += other.misdelivered;
         self.last_receive_ns = self.last_receive_ns.max(other.last_receive_ns);
     }
 }
@@ -58,6 +62,9 @@ impl Tally {
 /// The run, as printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `broadcast` (every push is for every client) or `unicast` (`{client}` in the stream URL:
+    /// each push is for K clients).
+    pub mode: &'static str,
     /// `--clients`.
     pub clients_requested: u64,
     /// Clients whose stream opened (a 2xx response head).
@@ -80,14 +87,20 @@ pub struct Report {
     pub rate: f64,
     /// `--duration`, seconds of publishing (or of holding the connections idle).
     pub duration_secs: f64,
-    /// `pushes_acked × clients_connected`.
+    /// `pushes_acked × clients_connected`; uni-cast: the connected clients of each acknowledged
+    /// push, summed.
     pub deliveries_expected: u64,
-    /// First deliveries of this run's pushes, over all clients.
+    /// First deliveries of this run's pushes, over all clients (uni-cast: to clients they were
+    /// for).
     pub deliveries_received: u64,
-    /// `deliveries_expected − deliveries_received` (0 if negative).
+    /// `deliveries_expected − deliveries_received` (0 if negative); uni-cast: the same, push by
+    /// push, over acknowledged pushes only.
     pub lost: u64,
     /// Repeated deliveries of a push to the same client.
     pub duplicates: u64,
+    /// Uni-cast: deliveries of this run's pushes to a client they were not for (0 in a broadcast
+    /// run).
+    pub misdelivered: u64,
     /// Events without two runs of digits in their data, or not from this run's pushes.
     pub other_events: u64,
     /// Latency of first deliveries, from the push's `{ts}` to the read that completed the event;
@@ -103,6 +116,39 @@ pub struct Report {
     /// The server's figures, with `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerReport>,
+    /// How a uni-cast run addressed its pushes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unicast: Option<UnicastReport>,
+}
+
+impl Report {
+    /// What makes a uni-cast run fail (exit 1): a broken promise of the server's. A broadcast
+    /// run reports its loss as a result and passes, as it always has.
+    pub fn failures(&self) -> Vec<String> {
+        if self.unicast.is_none() {
+            return Vec::new();
+        }
+        [
+            ("misdelivered", self.misdelivered),
+            ("lost", self.lost),
+            ("duplicates", self.duplicates),
+        ]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(what, count)| format!("{count} {what}"))
+        .collect()
+    }
+}
+
+/// The addressing of a uni-cast run, as given.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnicastReport {
+    /// `--recipients`: `round-robin` or `random`.
+    pub recipients: &'static str,
+    /// `--uids-per-push`.
+    pub uids_per_push: u64,
+    /// `--seed` (of `random`).
+    pub seed: u64,
 }
 
 /// Latency percentiles, in milliseconds.

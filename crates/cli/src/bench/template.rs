@@ -1,4 +1,5 @@
-//! The push body template: `{seq}` and `{ts}` replaced on every push.
+//! The push body template: `{seq}`, `{ts}` and, in a uni-cast run, `{uid}` and `{uids}` replaced
+//! on every push.
 
 use std::io::Write;
 
@@ -8,13 +9,21 @@ enum Part {
     Text(Box<[u8]>),
     Seq,
     Ts,
+    /// `{uid}`: the first addressed client's index.
+    Uid,
+    /// `{uids}` or `{uids:PREFIX}`: every addressed client as a JSON string, `PREFIX` then the
+    /// index, separated by commas (the items of a JSON array; the brackets are the template's).
+    Uids(Box<[u8]>),
 }
 
 /// A body template, parsed once so that rendering a push is a few copies and two number
 /// formats, with no allocation once the output buffer has grown.
 ///
-/// Only the exact placeholders `{seq}` and `{ts}` are replaced; every other brace is text,
-/// because bodies are usually JSON.
+/// Only the exact placeholders `{seq}`, `{ts}`, `{uid}`, `{uids}` and `{uids:PREFIX}` (PREFIX
+/// without braces) are replaced; every other brace is text, because bodies are usually JSON.
+/// With uids 17 and 42, `{"uids":["c{uid}"]}` becomes `{"uids":["c17"]}` and
+/// `{"uids":[{uids:c}]}` becomes `{"uids":["c17","c42"]}`: the uid's prefix is the template's,
+/// as the stream URL's `{client}` has its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     parts: Vec<Part>,
@@ -28,10 +37,24 @@ impl Template {
         let mut literal_start = 0;
         let mut at = 0;
         while at < bytes.len() {
-            let placeholder = if bytes[at..].starts_with(b"{seq}") {
+            let rest = &bytes[at..];
+            let placeholder = if rest.starts_with(b"{seq}") {
                 Some((Part::Seq, "{seq}".len()))
-            } else if bytes[at..].starts_with(b"{ts}") {
+            } else if rest.starts_with(b"{ts}") {
                 Some((Part::Ts, "{ts}".len()))
+            } else if rest.starts_with(b"{uid}") {
+                Some((Part::Uid, "{uid}".len()))
+            } else if rest.starts_with(b"{uids}") {
+                Some((Part::Uids(Box::default()), "{uids}".len()))
+            } else if rest.starts_with(b"{uids:") {
+                // The prefix runs to the next `}`; a `{` before it means this is no placeholder.
+                let prefix = &rest["{uids:".len()..];
+                match prefix.iter().position(|&b| b == b'{' || b == b'}') {
+                    Some(end) if prefix[end] == b'}' => {
+                        Some((Part::Uids(prefix[..end].into()), "{uids:".len() + end + 1))
+                    }
+                    _ => None,
+                }
             } else {
                 None
             };
@@ -61,8 +84,19 @@ impl Template {
         matches!((seq, ts), (Some(seq), Some(ts)) if seq < ts)
     }
 
-    /// Appends the body of push `seq`, published at `ts` (ns since the UNIX epoch), to `out`.
-    pub fn render(&self, seq: u64, ts: u64, out: &mut Vec<u8>) {
+    /// Whether `{uid}` is in the template.
+    pub fn has_uid(&self) -> bool {
+        self.parts.contains(&Part::Uid)
+    }
+
+    /// Whether `{uids}` or `{uids:PREFIX}` is in the template.
+    pub fn has_uids(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::Uids(_)))
+    }
+
+    /// Appends the body of push `seq`, published at `ts` (ns since the UNIX epoch) for the
+    /// clients `uids` (empty in a broadcast run), to `out`.
+    pub fn render(&self, seq: u64, ts: u64, uids: &[u64], out: &mut Vec<u8>) {
         for part in &self.parts {
             // Writing a number into a Vec cannot fail.
             let _ = match part {
@@ -72,6 +106,22 @@ impl Template {
                 }
                 Part::Seq => write!(out, "{seq}"),
                 Part::Ts => write!(out, "{ts}"),
+                Part::Uid => match uids.first() {
+                    Some(uid) => write!(out, "{uid}"),
+                    None => Ok(()),
+                },
+                Part::Uids(prefix) => {
+                    for (i, uid) in uids.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.push(b'"');
+                        out.extend_from_slice(prefix);
+                        let _ = write!(out, "{uid}");
+                        out.push(b'"');
+                    }
+                    Ok(())
+                }
             };
         }
     }
@@ -82,8 +132,12 @@ mod tests {
     use super::*;
 
     fn render(template: &str, seq: u64, ts: u64) -> String {
+        render_for(template, seq, ts, &[])
+    }
+
+    fn render_for(template: &str, seq: u64, ts: u64, uids: &[u64]) -> String {
         let mut out = Vec::new();
-        Template::parse(template).render(seq, ts, &mut out);
+        Template::parse(template).render(seq, ts, uids, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
@@ -113,5 +167,43 @@ mod tests {
         assert!(!Template::parse("{seq}").has_seq_then_ts());
         assert!(!Template::parse("{ts}").has_seq_then_ts());
         assert!(!Template::parse("plain").has_seq_then_ts());
+    }
+
+    #[test]
+    fn uid_placeholders() {
+        let body = r#"{"uids":["c{uid}"],"events":[{"data":"{seq} {ts}"}]}"#;
+        assert_eq!(
+            render_for(body, 3, 4, &[17]),
+            r#"{"uids":["c17"],"events":[{"data":"3 4"}]}"#
+        );
+        // `{uid}` is the first of several.
+        assert_eq!(render_for("u{uid}", 0, 0, &[5, 6]), "u5");
+        assert_eq!(
+            render_for(r#"{"uids":[{uids:c}],"x":{seq}}"#, 9, 0, &[17, 42, 3]),
+            r#"{"uids":["c17","c42","c3"],"x":9}"#
+        );
+        assert_eq!(render_for("[{uids}]", 0, 0, &[1, 2]), r#"["1","2"]"#);
+        assert_eq!(render_for("[{uids:user-}]", 0, 0, &[8]), r#"["user-8"]"#);
+        assert_eq!(render_for("[{uids:}]", 0, 0, &[8]), r#"["8"]"#);
+        // Without uids (a broadcast run) they render as nothing.
+        assert_eq!(render_for("[{uids:c}]{uid}", 0, 0, &[]), "[]");
+        // Near misses are text.
+        assert_eq!(render_for("{uids:c{seq}}", 1, 0, &[2]), "{uids:c1}");
+        assert_eq!(render_for("{uids:c", 1, 0, &[2]), "{uids:c");
+        assert_eq!(
+            render_for("{uid }{UID}{uidx}", 1, 0, &[2]),
+            "{uid }{UID}{uidx}"
+        );
+    }
+
+    #[test]
+    fn which_placeholders() {
+        let template = Template::parse(r#"{"uids":["c{uid}"],"events":[{"data":"{seq} {ts}"}]}"#);
+        assert!(template.has_uid() && !template.has_uids() && template.has_seq_then_ts());
+        let template = Template::parse("[{uids:c}] {seq} {ts}");
+        assert!(!template.has_uid() && template.has_uids());
+        assert!(Template::parse("[{uids}]").has_uids());
+        let broadcast = Template::parse(r#"{"events":[{"data":"{seq} {ts}"}]}"#);
+        assert!(!broadcast.has_uid() && !broadcast.has_uids());
     }
 }

@@ -14,9 +14,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use super::ledger::{Ledger, Recipient, Rng, Seen, parse_data};
+use super::ledger::{Ledger, Recipient, Seen, parse_data};
 use crate::bench::http1::{BodyDecoder, Framing, parse_head};
 use crate::bench::now_ns;
+use crate::bench::rng::Rng;
 
 /// The type of the event a hub sends when history cannot cover a resume (the hub's
 /// `HISTORY_GAP_EVENT_TYPE`; the cli does not depend on the hub crate).

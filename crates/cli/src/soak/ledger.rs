@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use crate::bench::rng::Rng;
+
 /// The data of a soak push: `{seq} {ts} b` for a broadcast, `{seq} {ts} u{client}` for one
 /// client, then ` x...` up to `len` bytes. Whatever else arrives is somebody else's event (the
 /// example's demo broadcast).
@@ -204,34 +206,6 @@ impl Seen {
             .ok()
             .and_then(|i| self.bits.get(i))
             .is_some_and(|word| word & (1 << (seq % 64)) != 0)
-    }
-}
-
-/// A small deterministic generator (xorshift64*): the soak's randomness is reproducible from
-/// its seed, and needs no `rand`.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Exponentially distributed with this mean: the time to a random event.
-    pub fn exponential(&mut self, mean: f64) -> f64 {
-        -mean * (1.0 - self.unit()).ln()
     }
 }
 
