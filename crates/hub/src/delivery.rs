@@ -100,16 +100,19 @@ impl Shared {
             tally.cut_off += 1;
             tracing::debug!(uid = %connection.uid, connection = connection.id, "slow client cut off");
         }
-        let failed = offered.dropped_waiting.into_iter().chain(
-            offered
-                .failed_from
-                .map_or(&[][..], |from| &events[from..])
-                .iter()
-                .cloned(),
-        );
-        tally
-            .failed
-            .extend(failed.map(|event| (Arc::clone(&connection.uid), event)));
+        // Checked first: building the chain costs a third of a delivery even when it is empty.
+        if !offered.dropped_waiting.is_empty() || offered.failed_from.is_some() {
+            let failed = offered.dropped_waiting.into_iter().chain(
+                offered
+                    .failed_from
+                    .map_or(&[][..], |from| &events[from..])
+                    .iter()
+                    .cloned(),
+            );
+            tally
+                .failed
+                .extend(failed.map(|event| (Arc::clone(&connection.uid), event)));
+        }
         if let (true, SlowClientPolicy::Wait { timeout, retries }) =
             (offered.start_watchdog, self.rules.policy)
         {

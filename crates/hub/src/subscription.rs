@@ -153,8 +153,10 @@ impl Subscription {
     pub(crate) fn new(
         shared: Arc<Shared>,
         connection: Arc<Connection>,
-        options: SubscribeOptions,
+        mut options: SubscribeOptions,
     ) -> Self {
+        // The connection holds the names, shared with the topic index: no second copy.
+        options.topics = Vec::new();
         let config = &shared.config;
         let replay = match (&shared.sequencer, options.last_event_id.as_deref()) {
             (Some(sequencer), Some(last_event_id))
@@ -216,7 +218,8 @@ impl Subscription {
         &self.connection.uid
     }
 
-    /// Where the client asked to resume.
+    /// Where the client asked to resume. Its topics are not kept here (their names live once,
+    /// shared, in the hub's topic index): see [`Subscription::topics`].
     ///
     /// ```
     /// use ssehub_hub::SubscribeOptions;
@@ -228,6 +231,21 @@ impl Subscription {
     /// ```
     pub fn options(&self) -> &SubscribeOptions {
         &self.options
+    }
+
+    /// The topics this stream receives: sorted, without duplicates.
+    ///
+    /// ```
+    /// use ssehub_hub::SubscribeOptions;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// let options = SubscribeOptions::default().topics(["prices", "news", "prices"]);
+    /// let stream = hub.subscribe("alice", options).unwrap();
+    /// assert_eq!(stream.topics().collect::<Vec<_>>(), ["news", "prices"]);
+    /// # }
+    /// ```
+    pub fn topics(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.connection.topics.iter().map(|topic| &**topic)
     }
 
     pub(crate) fn connection_id(&self) -> u64 {

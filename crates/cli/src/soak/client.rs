@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use ssehub_wire::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -88,6 +89,21 @@ fn count(counter: &AtomicU64) {
 pub struct Outcome {
     pub index: u32,
     pub seen: Seen,
+    /// What the client went through, for the verdict's account of a client that lost events.
+    pub trace: Trace,
+}
+
+/// One client's history in numbers.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Trace {
+    pub slow: bool,
+    pub connects: u32,
+    pub ended_by_server: u32,
+    pub gap_notices: u32,
+    /// When it last received one of the soak's events (ns since the epoch; 0: never).
+    pub last_delivery_ns: u64,
+    /// Whether it was connected when the run finished.
+    pub connected_at_end: bool,
 }
 
 /// Runs client `index` until the phase is [`Phase::Finished`].
@@ -103,6 +119,10 @@ pub async fn run(
     let mut seen = Seen::new(shared.ledger.len());
     let mut last_id: Option<String> = None;
     let mut first = true;
+    let mut trace = Trace {
+        slow,
+        ..Trace::default()
+    };
     let request_path = shared.path.replace("{uid}", &format!("s{index}"));
     loop {
         if *phase.borrow() == Phase::Finished {
@@ -129,6 +149,7 @@ pub async fn run(
             }
         };
         count(&shared.counters.connects);
+        trace.connects += 1;
         if first {
             count(&shared.counters.started);
             first = false;
@@ -155,8 +176,14 @@ pub async fn run(
         shared.counters.connected.fetch_sub(1, Ordering::Relaxed);
         match ended {
             End::Dropped => count(&shared.counters.drops),
-            End::ByServer => count(&shared.counters.server_ended),
-            End::Finished => break,
+            End::ByServer => {
+                count(&shared.counters.server_ended);
+                trace.ended_by_server += 1;
+            }
+            End::Finished => {
+                trace.connected_at_end = true;
+                break;
+            }
         }
         // Reconnect after a short random pause, like a browser's reconnection time.
         let wait = Duration::from_millis(50 + rng.next() % 450);
@@ -165,7 +192,9 @@ pub async fn run(
             _ = phase.wait_for(|p| *p == Phase::Finished) => break,
         }
     }
-    Outcome { index, seen }
+    trace.gap_notices = seen.gap_notices();
+    trace.last_delivery_ns = seen.last_delivery_ns();
+    Outcome { index, seen, trace }
 }
 
 /// Connects from `source`, asks for the stream (resuming after `last_id`), reads the head.
@@ -346,6 +375,7 @@ impl Connection {
             if delivery.seq >= shared.ledger.len() {
                 count(&shared.counters.other_events);
             } else if seen.insert(delivery.seq) {
+                seen.delivered_at(now);
                 count(&shared.counters.received);
                 if slow {
                     continue; // a slow reader's latency is its own doing

@@ -137,6 +137,8 @@ impl Ledger {
 pub struct Missing {
     /// Lost without a word: a broken promise.
     pub silent: u64,
+    /// The first and last push lost silently.
+    pub silent_range: Option<(u64, u64)>,
     /// Sent before a `history-gap` notice that this client then received: the hub said these
     /// had left its history (a reader slower than its stream for longer than the history lasts).
     pub after_gap_notice: u64,
@@ -148,6 +150,8 @@ pub struct Seen {
     bits: Vec<u64>,
     len: u64,
     last_gap_notice_ns: u64,
+    gap_notices: u32,
+    last_delivery_ns: u64,
 }
 
 impl Seen {
@@ -156,12 +160,28 @@ impl Seen {
             bits: vec![0; usize::try_from(pushes.div_ceil(64)).unwrap_or(0)],
             len: pushes,
             last_gap_notice_ns: 0,
+            gap_notices: 0,
+            last_delivery_ns: 0,
         }
     }
 
     /// The client received a `history-gap` notice at `now_ns`.
     pub fn gap_notice(&mut self, now_ns: u64) {
         self.last_gap_notice_ns = self.last_gap_notice_ns.max(now_ns);
+        self.gap_notices += 1;
+    }
+
+    /// The client received one of its events at `now_ns`.
+    pub fn delivered_at(&mut self, now_ns: u64) {
+        self.last_delivery_ns = self.last_delivery_ns.max(now_ns);
+    }
+
+    pub fn gap_notices(&self) -> u32 {
+        self.gap_notices
+    }
+
+    pub fn last_delivery_ns(&self) -> u64 {
+        self.last_delivery_ns
     }
 
     /// What `client` was owed and never received, each miss sorted into silent loss or loss
@@ -176,6 +196,8 @@ impl Seen {
                 missing.after_gap_notice += 1;
             } else {
                 missing.silent += 1;
+                let (first, _) = missing.silent_range.unwrap_or((seq, seq));
+                missing.silent_range = Some((first, seq));
                 if examples.len() < 10 {
                     examples.push((client, seq));
                 }
@@ -271,6 +293,7 @@ mod tests {
             seen.missing(&ledger, 0, &mut examples),
             Missing {
                 silent: 3,
+                silent_range: Some((1, 3)),
                 after_gap_notice: 0
             },
             "no notice: every miss is silent"
@@ -281,6 +304,7 @@ mod tests {
             seen.missing(&ledger, 0, &mut Vec::new()),
             Missing {
                 silent: 2,
+                silent_range: Some((2, 3)),
                 after_gap_notice: 1
             },
             "a notice covers only what was sent before it"
@@ -291,6 +315,7 @@ mod tests {
             seen.missing(&ledger, 0, &mut Vec::new()),
             Missing {
                 silent: 1,
+                silent_range: Some((2, 2)),
                 after_gap_notice: 1
             }
         );

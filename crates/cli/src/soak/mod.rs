@@ -125,6 +125,20 @@ struct Sample {
     latency_max_ms: Option<f64>,
 }
 
+/// A client that missed owed events, and what it went through.
+#[derive(Debug, Serialize)]
+struct LostClient {
+    client: u32,
+    lost: u64,
+    lost_after_gap_notice: u64,
+    /// The first and last push it lost silently.
+    silent_range: Option<(u64, u64)>,
+    /// How long before the end it last received one of its events.
+    last_delivery_secs_before_end: Option<f64>,
+    #[serde(flatten)]
+    trace: client::Trace,
+}
+
 /// The verdict, printed as one JSON line.
 #[derive(Debug, Serialize)]
 struct Verdict {
@@ -142,6 +156,8 @@ struct Verdict {
     lost_after_gap_notice: u64,
     /// The first few silent losses, as (client, push seq): where to start looking.
     lost_examples: Vec<(u32, u64)>,
+    /// The first few clients that missed anything, with their history.
+    lost_clients: Vec<LostClient>,
     duplicates: u64,
     misdelivered: u64,
     history_gaps: u64,
@@ -341,6 +357,8 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
     let mut lost = 0;
     let mut lost_after_gap_notice = 0;
     let mut lost_examples = Vec::new();
+    let mut lost_clients = Vec::new();
+    let finished_ns = crate::bench::now_ns();
     for handle in clients {
         let Ok(outcome) = handle.await else { continue };
         let missing = outcome
@@ -348,6 +366,18 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
             .missing(&ledger, outcome.index, &mut lost_examples);
         lost += missing.silent;
         lost_after_gap_notice += missing.after_gap_notice;
+        if (missing.silent > 0 || missing.after_gap_notice > 0) && lost_clients.len() < 10 {
+            let trace = outcome.trace;
+            lost_clients.push(LostClient {
+                client: outcome.index,
+                lost: missing.silent,
+                lost_after_gap_notice: missing.after_gap_notice,
+                silent_range: missing.silent_range,
+                last_delivery_secs_before_end: (trace.last_delivery_ns > 0)
+                    .then(|| finished_ns.saturating_sub(trace.last_delivery_ns) as f64 / 1e9),
+                trace,
+            });
+        }
     }
     let counters = &shared.counters;
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
@@ -363,6 +393,7 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
         lost,
         lost_after_gap_notice,
         lost_examples,
+        lost_clients,
         duplicates,
         misdelivered,
         history_gaps: load(&counters.history_gaps),
