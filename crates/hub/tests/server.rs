@@ -978,3 +978,52 @@ async fn too_many_topics_for_one_connection_is_a_400() {
     );
     assert!(answer.contains("3 topics, over the limit of 2"), "{answer}");
 }
+
+/// The soak's finding: a client that stops reading while the server's send buffer still has
+/// room. No write ever waits, so only the watch on the kernel's send queue sees the stall; and
+/// the client must be told (a reset), since the kernel may later drop the socket without a word
+/// (its `TCP_USER_TIMEOUT` counts a zero window too) and a silent client would wait for ever.
+#[tokio::test]
+async fn a_client_that_stops_reading_before_any_write_waits_is_reset_after_the_write_timeout() {
+    let hub = Hub::builder().heartbeat(None).build().unwrap();
+    let server = Lean::start_with(hub, |builder| {
+        builder.write_timeout(Duration::from_millis(500))
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = within(socket.connect(server.addr)).await.unwrap();
+    client
+        .write_all(b"GET /events?uid=paused HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let hub = server.hub.clone();
+    eventually("the stream to open", || hub.stats().connections == 1).await;
+
+    // 32 KiB in small events: more than the client's window, far less than the server's send
+    // buffer, so every write succeeds and the rest waits in the kernel.
+    let started = tokio::time::Instant::now();
+    for i in 0..32 {
+        let event = Event::new(format!("{i:04}{}", "x".repeat(1020)));
+        hub.push(["paused"], [event]).await.unwrap();
+    }
+    eventually("the paused client to be dropped", || {
+        hub.stats().connections == 0
+    })
+    .await;
+    let dropped_after = started.elapsed();
+    assert!(
+        dropped_after >= Duration::from_millis(450),
+        "dropped after {dropped_after:?}, before the write timeout"
+    );
+    // It learns at once: a reset, not a silence or a FIN stuck behind the unread bytes.
+    let mut buf = vec![0; 64 << 10];
+    let ended = loop {
+        match within(client.read(&mut buf)).await {
+            Ok(0) => break Ok(()),
+            Ok(_) => continue,
+            Err(error) => break Err(error.kind()),
+        }
+    };
+    assert_eq!(ended, Err(std::io::ErrorKind::ConnectionReset));
+}

@@ -55,6 +55,9 @@ pub struct Shared {
     pub pause_every: f64,
     /// Bytes a second a slow client reads while the soak runs (0: no cap).
     pub slow_rate: f64,
+    /// A stream silent this long (not even a heartbeat) is taken for dead and reconnected, as
+    /// the ssehub client does; `None`: never.
+    pub idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
     pub counters: Counters,
     /// Latency of this sample window (clients that are not slow), in nanoseconds.
@@ -73,6 +76,8 @@ pub struct Counters {
     pub drops: AtomicU64,
     /// Streams the server ended (cut off as slow, or restarted).
     pub server_ended: AtomicU64,
+    /// Streams given up as dead: nothing, not even a heartbeat, within the idle timeout.
+    pub silent: AtomicU64,
     pub received: AtomicU64,
     pub duplicates: AtomicU64,
     pub misdelivered: AtomicU64,
@@ -99,6 +104,7 @@ pub struct Trace {
     pub slow: bool,
     pub connects: u32,
     pub ended_by_server: u32,
+    pub given_up_silent: u32,
     pub gap_notices: u32,
     /// When it last received one of the soak's events (ns since the epoch; 0: never).
     pub last_delivery_ns: u64,
@@ -180,6 +186,10 @@ pub async fn run(
                 count(&shared.counters.server_ended);
                 trace.ended_by_server += 1;
             }
+            End::Silent => {
+                count(&shared.counters.silent);
+                trace.given_up_silent += 1;
+            }
             End::Finished => {
                 trace.connected_at_end = true;
                 break;
@@ -251,6 +261,9 @@ async fn open(
 enum End {
     Dropped,
     ByServer,
+    /// Nothing arrived within the idle timeout: a connection the server's side may have
+    /// abandoned without the client hearing of it.
+    Silent,
     Finished,
 }
 
@@ -291,7 +304,9 @@ impl Connection {
         };
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut raw = vec![0; 16 * 1024];
+        let mut heard_at = Instant::now();
         loop {
+            let silent_at = shared.idle_timeout.map(|idle| heard_at + idle);
             if drop_at.is_none() && last_id.is_some() {
                 drop_at = deadline(rng, shared.drop_every);
             }
@@ -303,6 +318,7 @@ impl Connection {
                 read = stream.read(&mut raw[..room]) => match read {
                     Ok(0) | Err(_) => return End::ByServer,
                     Ok(n) => {
+                        heard_at = Instant::now();
                         if self.consume(&raw[..n], slow, shared, seen, last_id).is_err() {
                             return End::ByServer;
                         }
@@ -314,6 +330,9 @@ impl Connection {
                 () = tokio::time::sleep_until(drop_at.unwrap_or(far)), if running && drop_at.is_some() => {
                     return End::Dropped;
                 }
+                () = tokio::time::sleep_until(silent_at.unwrap_or(far)), if silent_at.is_some() => {
+                    return End::Silent;
+                }
                 () = tokio::time::sleep_until(pause_at.unwrap_or(far)), if running && pause_at.is_some() => {
                     // A slow reader: it reads nothing for a while; the hub must neither grow nor
                     // lose anything for it.
@@ -323,6 +342,8 @@ impl Connection {
                         _ = phase.wait_for(|p| *p != Phase::Running) => {}
                     }
                     pause_at = deadline(rng, shared.pause_every);
+                    // It was not listening: the silence of its pause is its own.
+                    heard_at = Instant::now();
                 }
                 changed = phase.changed() => {
                     if changed.is_err() || *phase.borrow() == Phase::Finished {

@@ -81,6 +81,13 @@ pub struct Args {
     /// (`history-gap`); the verdict counts what such a notice covered apart from silent loss.
     #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 2048.0)]
     slow_rate: f64,
+    /// Seconds without a byte (not even a heartbeat) after which a client takes its stream for
+    /// dead and reconnects, as the ssehub client does (0: never, as a browser's EventSource).
+    /// The default suits a hub with the default 30 s heartbeat. A server whose kernel gave up
+    /// on a client that was only slow (`TCP_USER_TIMEOUT`) sends it nothing more and no reset:
+    /// without this the client waits for ever.
+    #[arg(long, value_name = "SECS", default_value_t = 65.0)]
+    idle_timeout: f64,
     /// Seconds after the last push for clients to catch up before the check.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     grace: f64,
@@ -166,6 +173,8 @@ struct Verdict {
     connect_errors: u64,
     drops: u64,
     server_ended: u64,
+    /// Streams a client gave up on after the idle timeout.
+    given_up_silent: u64,
     ok: bool,
 }
 
@@ -241,6 +250,7 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
         pause: args.pause,
         pause_every: args.pause_every,
         slow_rate: args.slow_rate,
+        idle_timeout: (args.idle_timeout > 0.0).then(|| Duration::from_secs_f64(args.idle_timeout)),
         connect_timeout: Duration::from_secs(10),
         counters: Counters::default(),
         latency: Mutex::new(new_histogram()),
@@ -402,6 +412,7 @@ async fn soak(args: Args, sse: Target, push: Target) -> Verdict {
         connect_errors: load(&counters.connect_errors),
         drops: load(&counters.drops),
         server_ended: load(&counters.server_ended),
+        given_up_silent: load(&counters.silent),
         ok: lost == 0 && duplicates == 0 && misdelivered == 0,
     }
 }

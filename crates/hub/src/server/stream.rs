@@ -38,6 +38,15 @@ pub(super) struct EventStream {
     /// The kernel's send queue when `stall` was armed: if it shrank when the timer fires, the
     /// client is reading and the wait starts again.
     unsent_at_stall: Option<usize>,
+    /// Watches the kernel's send queue while it holds bytes the client has not taken: writes
+    /// into a large send buffer succeed long after the client stopped reading, so a stall can
+    /// start without a write ever waiting. Armed by a write, it looks every `write_timeout`.
+    queue_watch: Option<Pin<Box<Sleep>>>,
+    queue_watch_armed: bool,
+    /// The send queue when the watch was armed, and what was written since: the client took
+    /// something iff the queue is now below their sum.
+    unsent_at_watch: Option<usize>,
+    written_since_watch: usize,
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
     discarded: usize,
@@ -90,6 +99,10 @@ impl EventStream {
             stall: None,
             stalled: false,
             unsent_at_stall: None,
+            queue_watch: None,
+            queue_watch_armed: false,
+            unsent_at_watch: None,
+            written_since_watch: 0,
             opening: true,
             discarded: 0,
         }
@@ -167,6 +180,11 @@ impl EventStream {
                     // The write timeout measures progress, not chunks: any byte taken restarts
                     // it, so a slow but steady reader of a large chunk is not cut off.
                     self.stalled = false;
+                    if self.queue_watch_armed {
+                        self.written_since_watch += written;
+                    } else {
+                        self.arm_queue_watch();
+                    }
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
                 Poll::Pending => return self.poll_stall(cx),
@@ -177,6 +195,45 @@ impl EventStream {
     /// The socket is full: `Ready` once the client took nothing for longer than the timeout,
     /// neither from us (no byte written) nor from the kernel's send queue (which can hold
     /// megabytes, and reports room only once half of it is free: see `unsent.rs`).
+    /// Starts watching the send queue from now (one timer reset per `write_timeout` at most on
+    /// a busy stream: re-arming happens when the watch fires, not on every write).
+    fn arm_queue_watch(&mut self) {
+        self.queue_watch_armed = true;
+        self.unsent_at_watch = super::unsent::unsent_bytes(&self.socket);
+        self.written_since_watch = 0;
+        let deadline = Instant::now() + self.write_timeout;
+        match &mut self.queue_watch {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.queue_watch = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    /// `Ready` when the kernel's send queue held unsent bytes for a whole `write_timeout`
+    /// without shrinking: the client stopped reading, whether or not our writes wait.
+    fn poll_queue_watch(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        loop {
+            if !self.queue_watch_armed {
+                return Poll::Pending;
+            }
+            let Some(timer) = &mut self.queue_watch else {
+                return Poll::Pending;
+            };
+            ready!(timer.as_mut().poll(cx));
+            let unsent = super::unsent::unsent_bytes(&self.socket);
+            match (self.unsent_at_watch, unsent) {
+                (Some(before), Some(now))
+                    if now > 0 && now >= before.saturating_add(self.written_since_watch) =>
+                {
+                    return Poll::Ready(End::WriteTimeout);
+                }
+                // Drained: nothing to watch until the next write.
+                (_, Some(0) | None) => self.queue_watch_armed = false,
+                // Shrinking: the client reads; look again a timeout from now.
+                _ => self.arm_queue_watch(),
+            }
+        }
+    }
+
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
             if !self.stalled {
@@ -208,9 +265,20 @@ impl Future for EventStream {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<End> {
         let this = self.get_mut();
-        if let Poll::Ready(end) = this.poll_client(cx) {
-            return Poll::Ready(end);
+        let end = match this.poll_client(cx) {
+            Poll::Ready(end) => Poll::Ready(end),
+            Poll::Pending => match this.poll_write_chunks(cx) {
+                Poll::Pending => this.poll_queue_watch(cx),
+                ready => ready,
+            },
+        };
+        if let Poll::Ready(End::WriteTimeout) = end {
+            // Reset rather than close: a FIN would wait behind the bytes the client is not
+            // reading, and the kernel may then give the socket up without a word (its
+            // TCP_USER_TIMEOUT counts a zero window too), leaving the client waiting for ever.
+            // A reset reaches it at once; it reconnects and resumes from its Last-Event-ID.
+            let _ = socket2::SockRef::from(&this.socket).set_linger(Some(Duration::ZERO));
         }
-        this.poll_write_chunks(cx)
+        end
     }
 }
