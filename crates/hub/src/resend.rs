@@ -29,6 +29,8 @@ type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>
 /// One connection's replay, driven by its stream's polls.
 pub(crate) struct Replay {
     store: Arc<dyn Store>,
+    /// The id the client resumed from, then of the last event this replay sent: what a
+    /// `history-gap` names.
     last_event_id: String,
     query: ListQuery,
     /// How long each store call may take.
@@ -116,6 +118,13 @@ impl Replay {
         }));
     }
 
+    /// The client's last event id is now the page's last one.
+    fn note_sent(&mut self, page: &Page) {
+        if let Some(last) = page.records.last() {
+            self.last_event_id = last.id().to_owned();
+        }
+    }
+
     pub(crate) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
             match &mut self.state {
@@ -140,6 +149,12 @@ impl Replay {
                         Ok(page) => page,
                         Err(error) => return Poll::Ready(Step::Failed(error)),
                     };
+                    // Seqs have no holes: a first record past `after + 1` means retention
+                    // dropped events this replay had not reached (a slow reader's replay can
+                    // take longer than the history lasts). Say so, as at the start.
+                    let dropped = page
+                        .first_scanned
+                        .is_some_and(|first| first > self.query.after.saturating_add(1));
                     // A store that returns nothing yet claims more would loop forever.
                     let stuck = !page.end && page.scanned_through <= self.query.after;
                     self.query.after = page.scanned_through.max(self.query.after);
@@ -150,7 +165,20 @@ impl Replay {
                     } else {
                         self.list_next();
                     }
+                    if dropped {
+                        tracing::debug!(
+                            uid = %self.query.uid,
+                            "resend: history moved past the replay; telling the client"
+                        );
+                        let mut chunk = BytesMut::from(&gap_event(&self.last_event_id)[..]);
+                        if let Step::Chunk(events) = encode_page(&page) {
+                            chunk.extend_from_slice(&events);
+                        }
+                        self.note_sent(&page);
+                        return Poll::Ready(Step::Chunk(chunk.freeze()));
+                    }
                     if !page.records.is_empty() {
+                        self.note_sent(&page);
                         return Poll::Ready(encode_page(&page));
                     }
                 }

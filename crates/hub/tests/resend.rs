@@ -672,3 +672,67 @@ async fn assigned_ids_increase_in_the_order_events_are_delivered() {
         previous = id.as_str().to_owned();
     }
 }
+
+/// A store whose history moves on between the pages of a replay: from its second listing on,
+/// the three records right after where the replay got to are gone, as retention drops them when
+/// a slow reader's replay takes longer than the history lasts.
+struct ForgettingStore {
+    inner: MemoryStore,
+    listings: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Store for ForgettingStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.inner.save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.inner.last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let mut query = query.clone();
+        if self.listings.fetch_add(1, Ordering::SeqCst) == 1 {
+            query.after += 3;
+        }
+        self.inner.list_after(&query).await
+    }
+}
+
+#[tokio::test]
+async fn history_dropped_during_a_replay_is_told_to_the_client_not_skipped_silently() {
+    let hub = Hub::builder()
+        .store(ForgettingStore {
+            inner: MemoryStore::new(1_000),
+            listings: std::sync::atomic::AtomicUsize::new(0),
+        })
+        .resend(true)
+        .resend_page_size(2)
+        .heartbeat(None)
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 1..=10 {
+        ids.push(push(&hub, &[], &i.to_string()).await);
+    }
+    let mut client = Reader::resume(&hub, "alice", &ids[0]);
+    assert_eq!(client.next_data(2).await, ["2", "3"], "the first page");
+    let gap = client.next_event().await.unwrap();
+    assert_eq!(
+        gap.event_type(),
+        HISTORY_GAP_EVENT_TYPE,
+        "4, 5 and 6 are gone"
+    );
+    let data: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+    assert_eq!(
+        data["last_event_id"],
+        ids[2].as_str(),
+        "names the last event it got"
+    );
+    // What the history still has, then live.
+    assert_eq!(client.next_data(4).await, ["7", "8", "9", "10"]);
+    push(&hub, &[], "live").await;
+    assert_eq!(client.next_data(1).await, ["live"]);
+}

@@ -577,6 +577,7 @@ impl ListQuery {
 /// let page = Page::collect(&ListQuery::new("alice", 0, 2), history.iter());
 /// assert_eq!(page.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 3]);
 /// assert_eq!(page.scanned_through, 3);
+/// assert_eq!(page.first_scanned, Some(1));
 /// assert!(!page.end);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -587,6 +588,10 @@ pub struct Page {
     /// The highest `seq` this listing looked at (records it skipped as not visible included);
     /// the next page starts after it. Equal to the query's `after` if it looked at nothing.
     pub scanned_through: u64,
+    /// The `seq` of the first record this listing looked at, if any. Seqs have no holes, so a
+    /// value past `after + 1` means retention dropped records the caller had not read yet: the
+    /// hub then tells the client its history has a gap.
+    pub first_scanned: Option<u64>,
     /// There was nothing more to look at: the listing reached the newest record.
     pub end: bool,
 }
@@ -632,6 +637,7 @@ impl Page {
         let mut page = Self {
             records: Vec::new(),
             scanned_through: query.after,
+            first_scanned: None,
             end: false,
         };
         let budget = query.limit.saturating_mul(Self::SCAN_FACTOR);
@@ -644,6 +650,7 @@ impl Page {
             let record = record?;
             let record = record.borrow();
             page.scanned_through = record.seq;
+            page.first_scanned.get_or_insert(record.seq);
             if query.matches(record) {
                 page.records.push(record.clone());
                 if page.records.len() >= query.limit {
