@@ -43,13 +43,22 @@ pub(super) struct EventStream {
     /// start without a write ever waiting. Armed by a write, it looks every `write_timeout`.
     queue_watch: Option<Pin<Box<Sleep>>>,
     queue_watch_armed: bool,
-    /// The send queue when the watch was armed, and what was written since: the client took
-    /// something iff the queue is now below their sum.
-    unsent_at_watch: Option<usize>,
-    written_since_watch: usize,
+    /// The watch's last two looks, half a `write_timeout` apart: the send queue then, and
+    /// `written` then. The client took something over the last timeout iff the queue now is
+    /// below the older look's plus what was written since.
+    looks: [Option<Look>; 2],
+    /// Bytes written on this connection.
+    written: usize,
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
     discarded: usize,
+}
+
+/// One look at the kernel's send queue.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    unsent: usize,
+    written: usize,
 }
 
 /// How an event stream ended.
@@ -101,8 +110,8 @@ impl EventStream {
             unsent_at_stall: None,
             queue_watch: None,
             queue_watch_armed: false,
-            unsent_at_watch: None,
-            written_since_watch: 0,
+            looks: [None, None],
+            written: 0,
             opening: true,
             discarded: 0,
         }
@@ -180,9 +189,8 @@ impl EventStream {
                     // The write timeout measures progress, not chunks: any byte taken restarts
                     // it, so a slow but steady reader of a large chunk is not cut off.
                     self.stalled = false;
-                    if self.queue_watch_armed {
-                        self.written_since_watch += written;
-                    } else {
+                    self.written = self.written.wrapping_add(written);
+                    if !self.queue_watch_armed {
                         self.arm_queue_watch();
                     }
                 }
@@ -195,21 +203,34 @@ impl EventStream {
     /// The socket is full: `Ready` once the client took nothing for longer than the timeout,
     /// neither from us (no byte written) nor from the kernel's send queue (which can hold
     /// megabytes, and reports room only once half of it is free: see `unsent.rs`).
-    /// Starts watching the send queue from now (one timer reset per `write_timeout` at most on
-    /// a busy stream: re-arming happens when the watch fires, not on every write).
+    /// Starts watching the send queue from now. A busy stream touches the timer wheel twice per
+    /// `write_timeout`, not on every write: the watch re-arms itself when it fires.
     fn arm_queue_watch(&mut self) {
         self.queue_watch_armed = true;
-        self.unsent_at_watch = super::unsent::unsent_bytes(&self.socket);
-        self.written_since_watch = 0;
-        let deadline = Instant::now() + self.write_timeout;
+        self.looks = [None, self.look()];
+        self.reset_queue_watch();
+    }
+
+    fn look(&self) -> Option<Look> {
+        super::unsent::unsent_bytes(&self.socket).map(|unsent| Look {
+            unsent,
+            written: self.written,
+        })
+    }
+
+    fn reset_queue_watch(&mut self) {
+        // Every half timeout, so that a stall is seen within 1.5 × write_timeout of its start:
+        // before the kernel's own TCP_USER_TIMEOUT (2 × write_timeout by default) ends the
+        // connection without telling the client.
+        let deadline = Instant::now() + self.write_timeout / 2;
         match &mut self.queue_watch {
             Some(timer) => timer.as_mut().reset(deadline),
             None => self.queue_watch = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
-    /// `Ready` when the kernel's send queue held unsent bytes for a whole `write_timeout`
-    /// without shrinking: the client stopped reading, whether or not our writes wait.
+    /// `Ready` when the kernel's send queue held unsent bytes for a whole `write_timeout` while
+    /// the client took none of them: it stopped reading, whether or not our writes wait.
     fn poll_queue_watch(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
             if !self.queue_watch_armed {
@@ -219,18 +240,22 @@ impl EventStream {
                 return Poll::Pending;
             };
             ready!(timer.as_mut().poll(cx));
-            let unsent = super::unsent::unsent_bytes(&self.socket);
-            match (self.unsent_at_watch, unsent) {
-                (Some(before), Some(now))
-                    if now > 0 && now >= before.saturating_add(self.written_since_watch) =>
-                {
+            let Some(now) = self.look() else {
+                self.queue_watch_armed = false; // no way to look (not Linux): writes decide
+                return Poll::Pending;
+            };
+            if now.unsent == 0 {
+                self.queue_watch_armed = false; // drained: nothing to watch until a write
+                continue;
+            }
+            if let Some(then) = self.looks[0] {
+                let written_since = now.written.wrapping_sub(then.written);
+                if now.unsent >= then.unsent.saturating_add(written_since) {
                     return Poll::Ready(End::WriteTimeout);
                 }
-                // Drained: nothing to watch until the next write.
-                (_, Some(0) | None) => self.queue_watch_armed = false,
-                // Shrinking: the client reads; look again a timeout from now.
-                _ => self.arm_queue_watch(),
             }
+            self.looks = [self.looks[1], Some(now)];
+            self.reset_queue_watch();
         }
     }
 
