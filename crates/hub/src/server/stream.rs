@@ -41,23 +41,28 @@ pub(super) struct EventStream {
     /// Watches the kernel's send queue while it holds bytes the client has not taken: writes
     /// into a large send buffer succeed long after the client stopped reading, so a stall can
     /// start without a write ever waiting. Armed by a write, it looks every `write_timeout`.
-    queue_watch: Option<Pin<Box<Sleep>>>,
-    queue_watch_armed: bool,
-    /// The watch's last two looks, half a `write_timeout` apart: the send queue then, and
-    /// `written` then. The client took something over the last timeout iff the queue now is
-    /// below the older look's plus what was written since.
-    looks: [Option<Look>; 2],
-    /// Bytes written on this connection.
-    written: usize,
+    /// `None` while the queue is empty: an idle stream keeps no watch (a word, not a timer).
+    queue_watch: Option<Box<QueueWatch>>,
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
     discarded: usize,
+}
+
+/// The watch on the kernel's send queue while it holds bytes.
+struct QueueWatch {
+    timer: Pin<Box<Sleep>>,
+    /// The last two looks, half a `write_timeout` apart. The client took something over the
+    /// last timeout iff the queue now is below the older look's plus what was written since.
+    looks: [Option<Look>; 2],
+    /// Bytes written since the watch was armed.
+    written: usize,
 }
 
 /// One look at the kernel's send queue.
 #[derive(Debug, Clone, Copy)]
 struct Look {
     unsent: usize,
+    /// [`QueueWatch::written`] then.
     written: usize,
 }
 
@@ -109,9 +114,6 @@ impl EventStream {
             stalled: false,
             unsent_at_stall: None,
             queue_watch: None,
-            queue_watch_armed: false,
-            looks: [None, None],
-            written: 0,
             opening: true,
             discarded: 0,
         }
@@ -189,9 +191,9 @@ impl EventStream {
                     // The write timeout measures progress, not chunks: any byte taken restarts
                     // it, so a slow but steady reader of a large chunk is not cut off.
                     self.stalled = false;
-                    self.written = self.written.wrapping_add(written);
-                    if !self.queue_watch_armed {
-                        self.arm_queue_watch();
+                    match &mut self.queue_watch {
+                        Some(watch) => watch.written += written,
+                        None => self.arm_queue_watch(),
                     }
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(End::Io(error)),
@@ -203,59 +205,53 @@ impl EventStream {
     /// The socket is full: `Ready` once the client took nothing for longer than the timeout,
     /// neither from us (no byte written) nor from the kernel's send queue (which can hold
     /// megabytes, and reports room only once half of it is free: see `unsent.rs`).
-    /// Starts watching the send queue from now. A busy stream touches the timer wheel twice per
+    /// Starts watching the send queue from now. A busy stream arms it at most once per half
     /// `write_timeout`, not on every write: the watch re-arms itself when it fires.
     fn arm_queue_watch(&mut self) {
-        self.queue_watch_armed = true;
-        self.looks = [None, self.look()];
-        self.reset_queue_watch();
+        let first =
+            super::unsent::unsent_bytes(&self.socket).map(|unsent| Look { unsent, written: 0 });
+        let Some(first) = first else {
+            return; // no way to look (not Linux): writes that wait decide alone
+        };
+        self.queue_watch = Some(Box::new(QueueWatch {
+            timer: Box::pin(tokio::time::sleep_until(self.next_look())),
+            looks: [None, Some(first)],
+            written: 0,
+        }));
     }
 
-    fn look(&self) -> Option<Look> {
-        super::unsent::unsent_bytes(&self.socket).map(|unsent| Look {
-            unsent,
-            written: self.written,
-        })
-    }
-
-    fn reset_queue_watch(&mut self) {
-        // Every half timeout, so that a stall is seen within 1.5 × write_timeout of its start:
-        // before the kernel's own TCP_USER_TIMEOUT (2 × write_timeout by default) ends the
-        // connection without telling the client.
-        let deadline = Instant::now() + self.write_timeout / 2;
-        match &mut self.queue_watch {
-            Some(timer) => timer.as_mut().reset(deadline),
-            None => self.queue_watch = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
+    /// Every half timeout, so that a stall is seen within 1.5 × write_timeout of its start:
+    /// before the kernel's own TCP_USER_TIMEOUT (2 × write_timeout by default) ends the
+    /// connection without telling the client.
+    fn next_look(&self) -> Instant {
+        Instant::now() + self.write_timeout / 2
     }
 
     /// `Ready` when the kernel's send queue held unsent bytes for a whole `write_timeout` while
     /// the client took none of them: it stopped reading, whether or not our writes wait.
     fn poll_queue_watch(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         loop {
-            if !self.queue_watch_armed {
-                return Poll::Pending;
-            }
-            let Some(timer) = &mut self.queue_watch else {
+            let next = self.next_look();
+            let Some(watch) = &mut self.queue_watch else {
                 return Poll::Pending;
             };
-            ready!(timer.as_mut().poll(cx));
-            let Some(now) = self.look() else {
-                self.queue_watch_armed = false; // no way to look (not Linux): writes decide
+            ready!(watch.timer.as_mut().poll(cx));
+            let now = super::unsent::unsent_bytes(&self.socket).map(|unsent| Look {
+                unsent,
+                written: watch.written,
+            });
+            let Some(now) = now.filter(|now| now.unsent > 0) else {
+                self.queue_watch = None; // drained: nothing to watch until the next write
                 return Poll::Pending;
             };
-            if now.unsent == 0 {
-                self.queue_watch_armed = false; // drained: nothing to watch until a write
-                continue;
-            }
-            if let Some(then) = self.looks[0] {
-                let written_since = now.written.wrapping_sub(then.written);
+            if let Some(then) = watch.looks[0] {
+                let written_since = now.written - then.written;
                 if now.unsent >= then.unsent.saturating_add(written_since) {
                     return Poll::Ready(End::WriteTimeout);
                 }
             }
-            self.looks = [self.looks[1], Some(now)];
-            self.reset_queue_watch();
+            watch.looks = [watch.looks[1], Some(now)];
+            watch.timer.as_mut().reset(next);
         }
     }
 
