@@ -94,12 +94,13 @@ impl Backoff {
 /// (keepalive off, retransmissions for about 15 minutes) would keep its socket and stream.
 ///
 /// Keepalive probes start after `timeout / 2` of silence (in whole seconds, as the kernel takes
-/// it), one every quarter of that (at least 1 s), four unanswered ending the connection;
-/// `TCP_USER_TIMEOUT` (Linux) bounds how long sent data may stay unacknowledged, which covers a
-/// stream with writes in flight, where keepalive never probes. With both set, Linux ignores the
-/// probe count and ends an idle connection at the first probe once `timeout` has passed since
-/// the peer last answered: at most one interval late (65 s for the default 60 s).
-/// `tests/vanished_peer.rs` measures both cases with a peer that really vanishes.
+/// it), one every quarter of that (at least 1 s), four unanswered ending the connection (58 s
+/// for the default 60 s); `TCP_USER_TIMEOUT` (Linux) bounds how long sent data may stay
+/// unacknowledged, which covers a request or response in flight, where keepalive never probes.
+/// An event stream clears it again (`stream.rs`): there the send-queue watch ends a stalled
+/// or vanished peer with data in flight, and resets a live one, where the kernel's timeout would
+/// also end a live reader's shut window without a word. `tests/vanished_peer.rs` measures both
+/// cases with a peer that really vanishes.
 pub(super) fn set_liveness(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
     let socket = SockRef::from(socket);
     let idle = (timeout / 2).max(Duration::from_secs(1));

@@ -105,6 +105,14 @@ impl EventStream {
         head: Bytes,
         write_timeout: Duration,
     ) -> Self {
+        // The kernel's TCP_USER_TIMEOUT (set on every accepted socket) also ends a connection
+        // whose live peer kept its window (nearly) shut that long, and tells it nothing: the
+        // client then waits for ever. On a stream the send-queue watch decides instead, and
+        // resets, which a live client hears; a vanished one is ended by it all the same.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Err(error) = socket2::SockRef::from(&socket).set_tcp_user_timeout(None) {
+            tracing::debug!(%error, "could not clear TCP_USER_TIMEOUT on an event stream");
+        }
         Self {
             socket,
             subscription,
