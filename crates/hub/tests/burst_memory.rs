@@ -2,45 +2,16 @@
 //! back and the connection costs what it cost idle. Its own test binary, with an allocator that
 //! counts live heap bytes. Run with `--nocapture` to see the figures (`docs/benchmarks.md`).
 #![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
-#![allow(unsafe_code)] // a counting global allocator is the only way to see the heap
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod counting;
+
 use std::task::{Context, Poll, Waker};
 
 use futures_util::Stream;
 use ssehub_hub::{Event, Hub, Subscription};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same layout, passed through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same pointer and layout, passed through.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: same pointer and layout, passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 const CONNECTIONS: usize = 200;
 const BURST: usize = 250;
@@ -74,19 +45,19 @@ fn after_a_burst_a_connection_costs_what_it_cost_idle() {
         for stream in &mut streams {
             drain(stream);
         }
-        let idle = LIVE.load(Ordering::Relaxed);
+        let idle = counting::live();
 
         for n in 0..BURST {
             hub.broadcast([Event::new(format!("event {n} {}", "x".repeat(1000)))])
                 .await
                 .unwrap();
         }
-        let during = LIVE.load(Ordering::Relaxed);
+        let during = counting::live();
         let mut written = 0;
         for stream in &mut streams {
             written += drain(stream);
         }
-        let after = LIVE.load(Ordering::Relaxed);
+        let after = counting::live();
 
         let per_connection = |bytes: isize| bytes as f64 / CONNECTIONS as f64;
         eprintln!(

@@ -4,45 +4,16 @@
 //! figures are exact and the same on every run. Run with `--nocapture` to see them
 //! (`docs/benchmarks.md`, "Topics").
 #![allow(clippy::unwrap_used)] // test code: a panic is how a test reports
-#![allow(unsafe_code)] // a counting global allocator is the only way to see the heap
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod counting;
+
 use std::task::{Context, Poll, Waker};
 
 use futures_util::Stream;
 use ssehub_hub::{Hub, SubscribeOptions, Subscription};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same layout, passed through.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same pointer and layout, passed through.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: same pointer and layout, passed through.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Enough connections that the hash tables' growth steps average out, few enough for a second.
 const CONNECTIONS: usize = 1000;
@@ -84,7 +55,7 @@ fn heap(k: usize, shared: bool) -> isize {
                 as isize
         })
         .sum();
-    let before = LIVE.load(Ordering::Relaxed) - options_heap;
+    let before = counting::live() - options_heap;
     let mut streams: Vec<Subscription> = uids
         .iter()
         .zip(options)
@@ -94,7 +65,7 @@ fn heap(k: usize, shared: bool) -> isize {
         drain(stream);
     }
     // The vector of streams is the test's, not the hub's.
-    let held = LIVE.load(Ordering::Relaxed)
+    let held = counting::live()
         - before
         - (streams.capacity() * std::mem::size_of::<Subscription>()) as isize;
     assert_eq!(hub.stats().connections, CONNECTIONS);
