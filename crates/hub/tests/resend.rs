@@ -8,63 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use common::{TestServer, within};
+use common::{Reader, TestServer, within};
 use futures_util::StreamExt;
 use http::StatusCode;
 use ssehub_hub::store::{
     ListQuery, MemoryStore, Page, Record, Retention, Store, StoreError, async_trait,
 };
 use ssehub_hub::{
-    Event, HISTORY_GAP_EVENT_TYPE, Hub, PushError, SlowClientPolicy, SubscribeOptions, Subscription,
+    Event, HISTORY_GAP_EVENT_TYPE, Hub, PushError, SlowClientPolicy, SubscribeOptions,
 };
-use ssehub_wire::{Decoder, Frame};
-
-/// A subscription read in-process through the wire decoder.
-struct Reader {
-    stream: Subscription,
-    buf: BytesMut,
-    decoder: Decoder,
-}
-
-impl Reader {
-    fn open(hub: &Hub, uid: &str, options: SubscribeOptions) -> Self {
-        Self {
-            stream: hub.subscribe(uid, options).unwrap(),
-            buf: BytesMut::new(),
-            decoder: Decoder::new(),
-        }
-    }
-
-    fn resume(hub: &Hub, uid: &str, last_event_id: &str) -> Self {
-        Self::open(
-            hub,
-            uid,
-            SubscribeOptions::default().last_event_id(last_event_id),
-        )
-    }
-
-    /// The next event, `None` when the stream ended.
-    async fn next_event(&mut self) -> Option<Event> {
-        loop {
-            while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
-                if let Frame::Event(event) = frame {
-                    return Some(event);
-                }
-            }
-            let chunk = within(self.stream.next()).await?;
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-
-    async fn next_data(&mut self, n: usize) -> Vec<String> {
-        let mut data = Vec::new();
-        for _ in 0..n {
-            data.push(self.next_event().await.unwrap().data.as_str().to_owned());
-        }
-        data
-    }
-}
 
 fn store_hub() -> Hub {
     Hub::builder()

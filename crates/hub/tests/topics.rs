@@ -5,62 +5,17 @@
 
 mod common;
 
-use bytes::BytesMut;
-use common::{TestServer, within};
-use futures_util::StreamExt;
+use common::{Reader, TestServer};
 use http::StatusCode;
 use ssehub_hub::store::{MemoryStore, RedbStore, Retention};
-use ssehub_hub::{Event, Hub, PushError, Recipients, SubscribeOptions, Subscription};
-use ssehub_wire::{Decoder, Frame};
+use ssehub_hub::{Event, Hub, PushError, Recipients, SubscribeOptions};
 
-/// A subscription read in-process through the wire decoder.
-struct Reader {
-    stream: Subscription,
-    buf: BytesMut,
-    decoder: Decoder,
-}
-
-impl Reader {
-    fn open(hub: &Hub, uid: &str, options: SubscribeOptions) -> Self {
-        Self {
-            stream: hub.subscribe(uid, options).unwrap(),
-            buf: BytesMut::new(),
-            decoder: Decoder::new(),
-        }
-    }
-
-    fn topics(hub: &Hub, uid: &str, topics: &[&str]) -> Self {
-        Self::open(
-            hub,
-            uid,
-            SubscribeOptions::default().topics(topics.iter().copied()),
-        )
-    }
-
-    async fn next_event(&mut self) -> Option<Event> {
-        loop {
-            while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
-                if let Frame::Event(event) = frame {
-                    return Some(event);
-                }
-            }
-            let chunk = within(self.stream.next()).await?;
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-
-    /// The data of every event up to and including the `end` marker (a broadcast pushed last):
-    /// what this connection received, and nothing it did not.
-    async fn data_until_end(&mut self) -> Vec<String> {
-        let mut data = Vec::new();
-        loop {
-            let event = self.next_event().await.expect("the stream ended");
-            if event.data.as_str() == "end" {
-                return data;
-            }
-            data.push(event.data.as_str().to_owned());
-        }
-    }
+fn on_topics(hub: &Hub, uid: &str, topics: &[&str]) -> Reader {
+    Reader::open(
+        hub,
+        uid,
+        SubscribeOptions::default().topics(topics.iter().copied()),
+    )
 }
 
 fn quiet_hub() -> Hub {
@@ -70,11 +25,11 @@ fn quiet_hub() -> Hub {
 #[tokio::test]
 async fn a_topic_push_reaches_its_subscribers_and_nobody_else() {
     let hub = quiet_hub();
-    let mut a = Reader::topics(&hub, "alice", &["orders/42"]);
-    let mut a2 = Reader::topics(&hub, "alice", &[]); // alice's other tab, not on the topic
-    let mut b = Reader::topics(&hub, "bob", &["orders/4", "orders/420", "orders"]);
+    let mut a = on_topics(&hub, "alice", &["orders/42"]);
+    let mut a2 = on_topics(&hub, "alice", &[]); // alice's other tab, not on the topic
+    let mut b = on_topics(&hub, "bob", &["orders/4", "orders/420", "orders"]);
     // A uid spelled like the topic is not a subscriber of it.
-    let mut named = Reader::topics(&hub, "orders/42", &[]);
+    let mut named = on_topics(&hub, "orders/42", &[]);
     let receipt = hub
         .push_to(Recipients::topics(["orders/42"]), [Event::new("shipped")])
         .await
@@ -91,10 +46,10 @@ async fn a_topic_push_reaches_its_subscribers_and_nobody_else() {
 async fn uids_and_topics_address_the_union_each_connection_once() {
     let hub = quiet_hub();
     // alice: by uid and by both topics; bob: by both topics; carol: by uid only; dave: neither.
-    let mut alice = Reader::topics(&hub, "alice", &["t1", "t2", "t3"]);
-    let mut bob = Reader::topics(&hub, "bob", &["t2", "t1"]);
-    let mut carol = Reader::topics(&hub, "carol", &[]);
-    let mut dave = Reader::topics(&hub, "dave", &["t3"]);
+    let mut alice = on_topics(&hub, "alice", &["t1", "t2", "t3"]);
+    let mut bob = on_topics(&hub, "bob", &["t2", "t1"]);
+    let mut carol = on_topics(&hub, "carol", &[]);
+    let mut dave = on_topics(&hub, "dave", &["t3"]);
     let to = Recipients::uids(["alice", "carol", "alice"]).and_topics(["t2", "t1", "t2"]);
     let receipt = hub
         .push_to(to, [Event::new("one"), Event::new("two")])
@@ -116,7 +71,7 @@ async fn uids_and_topics_address_the_union_each_connection_once() {
 #[tokio::test]
 async fn a_push_to_nobody_or_to_a_bad_topic_is_refused_before_anything_is_sent() {
     let hub = quiet_hub();
-    let mut reader = Reader::topics(&hub, "alice", &["ok"]);
+    let mut reader = on_topics(&hub, "alice", &["ok"]);
     let nobody = Recipients::topics(Vec::<String>::new());
     assert_eq!(
         hub.push_to(nobody, [Event::new("x")]).await,

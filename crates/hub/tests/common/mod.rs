@@ -212,3 +212,63 @@ pub async fn push_until_cut_off(hub: &Hub, uid: &str) -> usize {
     }
     pushed
 }
+
+/// A subscription read in-process through the wire decoder.
+pub struct Reader {
+    pub stream: ssehub_hub::Subscription,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl Reader {
+    pub fn open(hub: &Hub, uid: &str, options: ssehub_hub::SubscribeOptions) -> Self {
+        Self {
+            stream: hub.subscribe(uid, options).unwrap(),
+            buf: BytesMut::new(),
+            decoder: Decoder::new(),
+        }
+    }
+
+    pub fn resume(hub: &Hub, uid: &str, last_event_id: &str) -> Self {
+        Self::open(
+            hub,
+            uid,
+            ssehub_hub::SubscribeOptions::default().last_event_id(last_event_id),
+        )
+    }
+
+    /// The next event, `None` when the stream ended.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        use futures_util::StreamExt;
+        loop {
+            while let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                if let Frame::Event(event) = frame {
+                    return Some(event);
+                }
+            }
+            let chunk = within(self.stream.next()).await?;
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    pub async fn next_data(&mut self, n: usize) -> Vec<String> {
+        let mut data = Vec::new();
+        for _ in 0..n {
+            data.push(self.next_event().await.unwrap().data.as_str().to_owned());
+        }
+        data
+    }
+
+    /// The data of every event up to and including the `end` marker (a broadcast pushed last):
+    /// what this connection received, and nothing it did not.
+    pub async fn data_until_end(&mut self) -> Vec<String> {
+        let mut data = Vec::new();
+        loop {
+            let event = self.next_event().await.expect("the stream ended");
+            if event.data.as_str() == "end" {
+                return data;
+            }
+            data.push(event.data.as_str().to_owned());
+        }
+    }
+}
