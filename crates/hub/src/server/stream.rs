@@ -213,13 +213,17 @@ impl EventStream {
     /// The socket is full: `Ready` once the client took nothing for longer than the timeout,
     /// neither from us (no byte written) nor from the kernel's send queue (which can hold
     /// megabytes, and reports room only once half of it is free: see `unsent.rs`).
-    /// Starts watching the send queue from now. A busy stream arms it at most once per half
-    /// `write_timeout`, not on every write: the watch re-arms itself when it fires.
+    /// Starts watching the send queue from now, if it holds anything. Once armed, the watch
+    /// re-arms itself when it fires, so a busy stream touches the timer wheel once per half
+    /// `write_timeout`, not on every write.
     fn arm_queue_watch(&mut self) {
         let first =
             super::unsent::unsent_bytes(&self.socket).map(|unsent| Look { unsent, written: 0 });
-        let Some(first) = first else {
-            return; // no way to look (not Linux): writes that wait decide alone
+        // No way to look (not Linux): writes that wait decide alone. Nothing held: the client
+        // took it all already (the common case on a fast link), so no watch and no allocation;
+        // the next write looks again.
+        let Some(first) = first.filter(|first| first.unsent > 0) else {
+            return;
         };
         self.queue_watch = Some(Box::new(QueueWatch {
             timer: Box::pin(tokio::time::sleep_until(self.next_look())),
