@@ -181,8 +181,8 @@ pub fn subscriber_response(
     subscriber: &Subscriber,
     options: SubscribeOptions,
 ) -> Response {
-    match subscriber.authorize(&options) {
-        Ok(()) => sse_response(hub, &subscriber.uid, options),
+    match subscriber.admit(options) {
+        Ok(options) => sse_response(hub, &subscriber.uid, options),
         Err(error) => plain(StatusCode::FORBIDDEN, &error.to_string()),
     }
 }

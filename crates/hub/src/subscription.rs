@@ -5,6 +5,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -43,6 +44,11 @@ pub struct SubscribeOptions {
     /// The topics to receive, besides what is pushed to the uid and broadcasts (`topic` query,
     /// repeatable). Duplicates count once.
     pub topics: Vec<String>,
+    /// When the stream ends by itself: the expiry of the credential it was opened with (a
+    /// token's `exp`), so that a revoked or lapsed token stops receiving. The client reconnects
+    /// and must then present a fresh credential. Set by the HTTP front ends from
+    /// [`Subscriber::expires_at`](crate::Subscriber::expires_at).
+    pub ends_at: Option<SystemTime>,
 }
 
 impl SubscribeOptions {
@@ -65,6 +71,21 @@ impl SubscribeOptions {
     #[must_use]
     pub fn event_type(mut self, event_type: impl Into<String>) -> Self {
         self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Ends the stream at `at` (see [`SubscribeOptions::ends_at`]).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let expiry = SystemTime::now() + Duration::from_secs(3600);
+    /// let options = ssehub_hub::SubscribeOptions::default().end_at(expiry);
+    /// assert_eq!(options.ends_at, Some(expiry));
+    /// ```
+    #[must_use]
+    pub fn end_at(mut self, at: SystemTime) -> Self {
+        self.ends_at = Some(at);
         self
     }
 
@@ -128,7 +149,8 @@ pub struct Subscription {
     /// Missed events being resent from the store, before anything live. Boxed: most streams
     /// never resend, and every idle connection would carry its size.
     replay: Option<Box<Replay>>,
-    heartbeat: Option<Heartbeat>,
+    /// The heartbeat and the end of the stream, when either is set.
+    clock: Option<Clock>,
     /// With a batch delay: the pause between the first queued event and the write.
     batch: Option<Box<Batch>>,
     ended: bool,
@@ -142,11 +164,27 @@ struct Batch {
     waiting: bool,
 }
 
-struct Heartbeat {
-    interval: Duration,
+/// One timer for the heartbeat and the stream's end (a credential's expiry): an idle stream
+/// holds one timer whichever it waits for.
+struct Clock {
+    heartbeat: Option<Duration>,
+    ends_at: Option<Instant>,
     /// Made on the first poll, so that subscribing needs no runtime (only serving does).
     timer: Option<Pin<Box<Sleep>>>,
     last_write: Instant,
+}
+
+impl Clock {
+    /// The next time the timer has something to do: the heartbeat or the end, whichever comes
+    /// first. A clock has at least one of them.
+    fn next(&self) -> Instant {
+        let beat = self.heartbeat.map(|interval| self.last_write + interval);
+        match (beat, self.ends_at) {
+            (Some(beat), Some(end)) => beat.min(end),
+            (Some(at), None) | (None, Some(at)) => at,
+            (None, None) => self.last_write + Duration::from_secs(86_400),
+        }
+    }
 }
 
 impl Subscription {
@@ -188,10 +226,19 @@ impl Subscription {
                 waiting: false,
             })
         });
-        let heartbeat = config.heartbeat.map(|interval| Heartbeat {
-            interval,
+        let now = Instant::now();
+        let ends_at = options.ends_at.map(|at| {
+            // A wall-clock expiry as a point on the runtime's clock; one already past ends
+            // the stream at its first idle poll.
+            now + at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let clock = (config.heartbeat.is_some() || ends_at.is_some()).then_some(Clock {
+            heartbeat: config.heartbeat,
+            ends_at,
             timer: None,
-            last_write: Instant::now(),
+            last_write: now,
         });
         Self {
             shared,
@@ -199,7 +246,7 @@ impl Subscription {
             options,
             opening: Some(opening.freeze()),
             replay,
-            heartbeat,
+            clock,
             batch,
             ended: false,
         }
@@ -260,6 +307,13 @@ impl Subscription {
         if let Some(opening) = self.opening.take() {
             return Poll::Ready(Some(opening));
         }
+        if let Some(end) = self.clock.as_ref().and_then(|clock| clock.ends_at)
+            && end <= Instant::now()
+        {
+            // Checked before draining too, so that a busy stream also ends on time.
+            self.ended = true;
+            return Poll::Ready(None);
+        }
         if let Some(replay) = &mut self.replay {
             match ready!(replay.poll_step(cx)) {
                 Step::Chunk(chunk) => {
@@ -303,26 +357,54 @@ impl Subscription {
             }
             Poll::Pending => {}
         }
-        let Some(heartbeat) = &mut self.heartbeat else {
+        let Some(clock) = &mut self.clock else {
             return Poll::Pending;
         };
-        let interval = heartbeat.interval;
-        let last_write = heartbeat.last_write;
-        let timer = heartbeat
+        let next = clock.next();
+        let mut timer = clock
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(last_write + interval)));
+            .take()
+            .unwrap_or_else(|| Box::pin(tokio::time::sleep_until(next)));
+        let polled = clock.poll_timer(&mut timer, cx);
+        clock.timer = Some(timer);
+        match polled {
+            Poll::Ready(Tick::End) => {
+                // The credential lapsed: end cleanly; the client reconnects with a fresh one.
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Tick::Heartbeat) => Poll::Ready(Some(ssehub_wire::heartbeat())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// What the clock's timer is due for.
+enum Tick {
+    Heartbeat,
+    End,
+}
+
+impl Clock {
+    /// Waits for the next heartbeat or the end, whichever is due first.
+    fn poll_timer(&mut self, timer: &mut Pin<Box<Sleep>>, cx: &mut Context<'_>) -> Poll<Tick> {
         loop {
             ready!(timer.as_mut().poll(cx));
-            let due = heartbeat.last_write + heartbeat.interval;
             let now = Instant::now();
-            if due > now {
-                // Something was written since the timer was set: wait out the rest.
-                timer.as_mut().reset(due);
-                continue;
+            if self.ends_at.is_some_and(|end| end <= now) {
+                return Poll::Ready(Tick::End);
             }
-            heartbeat.last_write = now;
-            timer.as_mut().reset(now + heartbeat.interval);
-            return Poll::Ready(Some(ssehub_wire::heartbeat()));
+            let beat = self
+                .heartbeat
+                .is_some_and(|interval| self.last_write + interval <= now);
+            if beat {
+                self.last_write = now;
+            }
+            timer.as_mut().reset(self.next());
+            if beat {
+                return Poll::Ready(Tick::Heartbeat);
+            }
+            // Something was written since the timer was set: wait out the rest.
         }
     }
 }
@@ -354,9 +436,9 @@ impl Batch {
 impl Subscription {
     /// Notes a write, which postpones the next heartbeat.
     fn wrote(&mut self) {
-        if let Some(heartbeat) = &mut self.heartbeat {
+        if let Some(clock) = &mut self.clock {
             // Moving a field instead of re-arming the timer keeps a busy stream cheap.
-            heartbeat.last_write = Instant::now();
+            clock.last_write = Instant::now();
         }
     }
 }
@@ -430,6 +512,56 @@ mod tests {
             hub.broadcast([Event::new("x").with_id("1")]).await.unwrap();
             assert_eq!(stream.next().await.unwrap(), "id: 1\ndata: x\n\n");
         });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_ends_at_its_credentials_expiry_idle_or_busy() {
+        use std::time::{Duration, SystemTime};
+
+        let hub = Hub::builder()
+            .heartbeat(Some(Duration::from_secs(25)))
+            .build()
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        let expiry = SystemTime::now() + Duration::from_secs(60);
+        let options = crate::SubscribeOptions::default().end_at(expiry);
+        let mut idle = hub.subscribe("alice", options.clone()).unwrap();
+        assert_eq!(idle.next().await.unwrap(), ":ok\n");
+        assert_eq!(idle.next().await.unwrap(), ":\n");
+        assert_eq!(idle.next().await.unwrap(), ":\n");
+        assert_eq!(idle.next().await, None, "ended at the expiry");
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(59) && elapsed <= Duration::from_secs(61),
+            "{elapsed:?}"
+        );
+        drop(idle);
+        assert_eq!(hub.stats().connections, 0);
+
+        // A stream that always has something to write ends on time too.
+        let start = tokio::time::Instant::now();
+        let expiry = SystemTime::now() + Duration::from_secs(10);
+        let mut busy = hub
+            .subscribe("bob", crate::SubscribeOptions::default().end_at(expiry))
+            .unwrap();
+        assert_eq!(busy.next().await.unwrap(), ":ok\n");
+        let mut received = 0;
+        loop {
+            assert!(received < 100, "still streaming long after the expiry");
+            hub.push(["bob"], [Event::new("x")]).await.unwrap();
+            tokio::time::advance(Duration::from_millis(500)).await;
+            match busy.next().await {
+                Some(_) => received += 1,
+                None => break,
+            }
+        }
+        assert!((19..=21).contains(&received), "{received}");
+        assert!(start.elapsed() <= Duration::from_secs(11));
+
+        // Without an end, no clock is kept when there is no heartbeat either.
+        let quiet = Hub::builder().heartbeat(None).build().unwrap();
+        let stream = quiet.subscribe("carol", Default::default()).unwrap();
+        assert!(stream.clock.is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -211,6 +211,11 @@ pub struct Subscriber {
     ///
     /// [`SubscribeOptions::topics`]: crate::SubscribeOptions::topics
     pub allowed_topics: AllowedTopics,
+    /// When the credential the subscriber was recognised by expires (a token's `exp`): the HTTP
+    /// front ends end its stream then ([`SubscribeOptions::ends_at`]). `None`: never.
+    ///
+    /// [`SubscribeOptions::ends_at`]: crate::SubscribeOptions::ends_at
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl Subscriber {
@@ -223,7 +228,23 @@ impl Subscriber {
         Self {
             uid: uid.into(),
             allowed_topics: AllowedTopics::none(),
+            expires_at: None,
         }
+    }
+
+    /// Ends the subscriber's streams at `at`, the expiry of its credential.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let exp = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    /// let subscriber = ssehub_hub::Subscriber::new("alice").expires_at(exp);
+    /// assert_eq!(subscriber.expires_at, Some(exp));
+    /// ```
+    #[must_use]
+    pub fn expires_at(mut self, at: std::time::SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
     }
 
     /// Allows these topics.
@@ -263,6 +284,35 @@ impl Subscriber {
             }),
             None => Ok(()),
         }
+    }
+}
+
+impl Subscriber {
+    /// [`authorize`](Self::authorize)s `options` and carries the subscriber's expiry into them:
+    /// what the HTTP front ends do before subscribing.
+    ///
+    /// # Errors
+    ///
+    /// As [`authorize`](Self::authorize).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use ssehub_hub::{AllowedTopics, SubscribeOptions, Subscriber};
+    ///
+    /// let exp = SystemTime::now() + Duration::from_secs(60);
+    /// let subscriber = Subscriber::new("alice").allow_topics(AllowedTopics::any()).expires_at(exp);
+    /// let options = subscriber.admit(SubscribeOptions::default().topic("prices")).unwrap();
+    /// assert_eq!(options.ends_at, Some(exp));
+    /// ```
+    pub fn admit(
+        &self,
+        mut options: crate::SubscribeOptions,
+    ) -> Result<crate::SubscribeOptions, crate::SubscribeError> {
+        self.authorize(&options)?;
+        if let Some(at) = self.expires_at {
+            options.ends_at = Some(options.ends_at.map_or(at, |ends| ends.min(at)));
+        }
+        Ok(options)
     }
 }
 

@@ -1027,3 +1027,74 @@ async fn a_client_that_stops_reading_before_any_write_waits_is_reset_after_the_w
     };
     assert_eq!(ended, Err(std::io::ErrorKind::ConnectionReset));
 }
+
+#[tokio::test]
+async fn response_headers_are_chosen_per_request_for_streams_head_and_refusals() {
+    let server = Lean::start_with(Hub::new(), |builder| {
+        builder.response_headers(|parts, headers| {
+            let origin = parts.headers.get(http::header::ORIGIN);
+            if let Some(origin) = origin.filter(|origin| *origin == "https://app.example") {
+                headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            }
+            headers.insert(http::header::VARY, HeaderValue::from_static("origin"));
+        })
+    })
+    .await;
+    let allowed = "access-control-allow-origin: https://app.example\r\n";
+    for (request, status, cors) in [
+        ("GET /events?uid=a", "200 OK", true),
+        ("HEAD /events?uid=a", "200 OK", true),
+        ("GET /events", "401 Unauthorized", true),
+        ("GET /events?uid=nobody", "403 Forbidden", true),
+    ] {
+        for (origin, expect_cors) in [
+            ("https://app.example", cors),
+            ("https://evil.example", false),
+        ] {
+            let mut raw = server.connect().await;
+            raw.send(&format!(
+                "{request} HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\n\r\n"
+            ))
+            .await;
+            let head = raw.head().await;
+            assert!(
+                head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{head}"
+            );
+            assert_eq!(
+                head.contains(allowed),
+                expect_cors,
+                "{request} from {origin}: {head}"
+            );
+            assert!(head.contains("vary: origin\r\n"), "{head}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_subscribers_credential_expires() {
+    // The subscriber's credential expires two seconds from now; its stream then ends cleanly
+    // (no `close` event: the client comes back with a fresh credential).
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(2);
+    let authenticate = move |_: &http::request::Parts| {
+        std::future::ready(Ok::<_, StatusCode>(
+            Subscriber::new("alice").expires_at(expiry),
+        ))
+    };
+    let server = Lean::start_with_auth(Hub::new(), authenticate, |builder| builder).await;
+    let mut raw = server.subscribe("").await;
+    server
+        .hub
+        .push(["alice"], [Event::new("before")])
+        .await
+        .unwrap();
+    assert_eq!(raw.next_data().await, "before");
+    let started = std::time::Instant::now();
+    assert_eq!(raw.next_event().await, None, "the stream ended");
+    assert!(std::time::SystemTime::now() >= expiry);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    eventually("the stream left the hub", || {
+        server.hub.stats().connections == 0
+    })
+    .await;
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use bytes::BytesMut;
 use http::request::Parts;
-use http::{Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -102,13 +102,14 @@ async fn decide(
             return Decision::Close;
         }
     };
-    Decision::Answer(socket, answer(inner, status, &error.to_string(), false))
+    let headers = &inner.hub.config().stream_headers;
+    Decision::Answer(socket, answer(headers, status, &error.to_string(), false))
 }
 
-/// A short answer of the lean path, with the hub's stream headers.
-fn answer(inner: &Inner, status: StatusCode, body: &str, head_only: bool) -> BytesMut {
+/// A short answer of the lean path, with these stream headers.
+fn answer(headers: &HeaderMap, status: StatusCode, body: &str, head_only: bool) -> BytesMut {
     let refusal = Refusal::new(status).with_body(body.to_owned());
-    closing_response(&refusal, &inner.hub.config().stream_headers, head_only)
+    closing_response(&refusal, headers, head_only)
 }
 
 /// Authenticates (until `deadline`) and subscribes. A `HEAD` request gets the answer a `GET`
@@ -127,14 +128,11 @@ async fn start_events(
         verdict = tokio::time::timeout_at(deadline, inner.authenticate.authenticate_boxed(&parts)) => verdict,
         () = shutdown.cancelled() => return Decision::Close,
     };
+    let headers = inner.headers_for(&parts);
     let subscriber = match verdict {
         Ok(Ok(subscriber)) => subscriber,
         Ok(Err(refusal)) => {
-            let stream_headers = &inner.hub.config().stream_headers;
-            return Decision::Answer(
-                socket,
-                closing_response(&refusal, stream_headers, head_only),
-            );
+            return Decision::Answer(socket, closing_response(&refusal, &headers, head_only));
         }
         Err(_elapsed) => {
             // Closing (rather than a 5xx) lets EventSource and ssehub clients retry later: a
@@ -146,17 +144,17 @@ async fn start_events(
     let options = match crate::axum::subscribe_options(&parts) {
         Ok(options) => options,
         Err(message) => {
-            let response = answer(inner, StatusCode::BAD_REQUEST, &message, head_only);
+            let response = answer(&headers, StatusCode::BAD_REQUEST, &message, head_only);
             return Decision::Answer(socket, response);
         }
     };
     let hub = &inner.hub;
     let uid = subscriber.uid.as_str();
-    let mut head = stream_head(&hub.config().stream_headers);
-    let subscribed = match subscriber.authorize(&options) {
+    let mut head = stream_head(&headers);
+    let subscribed = match subscriber.admit(options) {
         Err(error) => Err(error),
-        Ok(()) if head_only => hub.check_subscribe(uid, &options).map(|()| None),
-        Ok(()) => hub.subscribe(uid, options).map(Some),
+        Ok(options) if head_only => hub.check_subscribe(uid, &options).map(|()| None),
+        Ok(options) => hub.subscribe(uid, options).map(Some),
     };
     let subscription = match subscribed {
         Ok(Some(subscription)) => Some(subscription),
@@ -172,7 +170,7 @@ async fn start_events(
         }
         // Spec-conformant clients stop on 204.
         Err(SubscribeError::Closed) => {
-            let response = answer(inner, StatusCode::NO_CONTENT, "", head_only);
+            let response = answer(&headers, StatusCode::NO_CONTENT, "", head_only);
             return Decision::Answer(socket, response);
         }
         Err(error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. })) => {
@@ -181,7 +179,7 @@ async fn start_events(
             tracing::debug!(%peer, uid, %error, "stream refused");
             let (body, retry_after) =
                 crate::admission::over_capacity_body(hub.config().over_capacity_retry);
-            let mut headers = hub.config().stream_headers.clone();
+            let mut headers = headers.into_owned();
             headers.insert(http::header::RETRY_AFTER, retry_after.into());
             head = stream_head(&headers);
             head.extend_from_slice(&body);
@@ -189,7 +187,12 @@ async fn start_events(
         }
         Err(error @ SubscribeError::TopicForbidden { .. }) => {
             tracing::debug!(%peer, uid, %error, "stream refused");
-            let response = answer(inner, StatusCode::FORBIDDEN, &error.to_string(), head_only);
+            let response = answer(
+                &headers,
+                StatusCode::FORBIDDEN,
+                &error.to_string(),
+                head_only,
+            );
             return Decision::Answer(socket, response);
         }
         Err(
@@ -198,7 +201,7 @@ async fn start_events(
             | SubscribeError::TooManyTopics { .. }),
         ) => {
             let response = answer(
-                inner,
+                &headers,
                 StatusCode::BAD_REQUEST,
                 &error.to_string(),
                 head_only,

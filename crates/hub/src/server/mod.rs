@@ -119,6 +119,26 @@ struct Inner {
     dead_peer_timeout: Option<Duration>,
     max_connections: usize,
     http1: hyper::server::conn::http1::Builder,
+    response_headers: Option<Arc<ResponseHeaders>>,
+}
+
+/// A hook that adds headers to the answers of the event-stream path, per request.
+type ResponseHeaders = dyn Fn(&http::request::Parts, &mut http::HeaderMap) + Send + Sync;
+
+impl Inner {
+    /// The headers for the answers to this event-stream request: the hub's stream headers, and
+    /// what the [`ServerBuilder::response_headers`] hook adds for it.
+    fn headers_for(&self, parts: &http::request::Parts) -> std::borrow::Cow<'_, http::HeaderMap> {
+        let stream_headers = &self.hub.config().stream_headers;
+        match &self.response_headers {
+            None => std::borrow::Cow::Borrowed(stream_headers),
+            Some(hook) => {
+                let mut headers = stream_headers.clone();
+                hook(parts, &mut headers);
+                std::borrow::Cow::Owned(headers)
+            }
+        }
+    }
 }
 
 impl Server {
@@ -156,6 +176,7 @@ impl Server {
             max_connections: crate::admission::default_max_connections(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_fallback_requests: DEFAULT_MAX_FALLBACK_REQUESTS,
+            response_headers: None,
         }
     }
 
@@ -215,9 +236,36 @@ pub struct ServerBuilder {
     max_connections: usize,
     request_timeout: Duration,
     max_fallback_requests: usize,
+    response_headers: Option<Arc<ResponseHeaders>>,
 }
 
 impl ServerBuilder {
+    /// Adds headers, chosen per request, to every answer of the event-stream path: the
+    /// stream's head, `HEAD`, and refusals. `hook` gets the request head and the hub's
+    /// [stream headers](crate::HubBuilder::stream_header) to change. For headers that depend
+    /// on the request, such as CORS for a list of origins (echo the allowed `Origin`, add
+    /// `Vary: Origin`); fixed headers are the hub's stream headers. The fallback router's
+    /// answers (a CORS preflight among them) are its middleware's to set.
+    ///
+    /// ```
+    /// use http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN, VARY};
+    ///
+    /// let builder = ssehub_hub::server::Server::builder(ssehub_hub::Hub::new(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
+    ///     .response_headers(|parts, headers| {
+    ///         if let Some(origin) = parts.headers.get(ORIGIN).filter(|o| *o == "https://app.example") {
+    ///             headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    ///         }
+    ///         headers.append(VARY, http::HeaderValue::from_static("origin"));
+    ///     });
+    /// ```
+    pub fn response_headers<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&http::request::Parts, &mut http::HeaderMap) + Send + Sync + 'static,
+    {
+        self.response_headers = Some(Arc::new(hook));
+        self
+    }
+
     /// The path of the event stream (any query is allowed after it). Default
     /// [`DEFAULT_EVENTS_PATH`]. `GET` of exactly this path is served by the lean path; every
     /// other request goes to the fallback router.
@@ -393,6 +441,7 @@ impl ServerBuilder {
                 dead_peer_timeout: self.dead_peer_timeout,
                 max_connections: self.max_connections,
                 http1,
+                response_headers: self.response_headers,
             }),
         })
     }
