@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod listen;
+mod serve;
 mod soak;
 
 /// Server-Sent Events hub and client.
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the hub: event streams at /events, pushes at /push, with JWT subscribers, a
+    /// publisher key, history on disk, metrics and health checks.
+    Serve(Box<serve::Args>),
     /// Print the events of an SSE stream, reconnecting as the spec says, until it stops or you
     /// press Ctrl+C.
     Listen(listen::Args),
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Listen(args) => listen::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Soak(args) => soak::run(args),

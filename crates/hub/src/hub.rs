@@ -495,6 +495,21 @@ impl Hub {
         tracing::info!(target: "ssehub", "{}", self.stats());
     }
 
+    /// Whether the hub has begun closing ([`Hub::close`] or [`Hub::close_for_restart`]): new
+    /// streams and pushes are refused from then on. A readiness probe answers "not ready".
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let hub = ssehub_hub::Hub::new();
+    /// assert!(!hub.is_closed());
+    /// hub.close().await;
+    /// assert!(hub.is_closed());
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.shared.lifecycle.load(Ordering::Acquire) != OPEN
+    }
+
     /// Closes the hub for good: new pushes and subscriptions are refused, pushes in progress
     /// finish, then every stream writes what it has queued, then a `close` event (the seed's,
     /// which makes ssehub and seed clients stop), and ends. Returns once every stream has ended

@@ -1,0 +1,87 @@
+//! `GET /metrics`: the hub's series (named `ssehub_*`, emitted through the `metrics` facade)
+//! rendered as Prometheus text by metrics-exporter-prometheus.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ssehub_hub::Hub;
+
+/// Latency buckets, in seconds: from half a millisecond to ten seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histograms are folded into their buckets between scrapes, so that memory stays
+/// bounded however rarely Prometheus comes.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// The process's Prometheus recorder (the `metrics` facade has one per process).
+#[derive(Clone)]
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Why the recorder could not be installed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot serve /metrics: {0}")]
+pub struct MetricsError(String);
+
+static RECORDER: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::new();
+
+impl Metrics {
+    /// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls
+    /// share it) and starts its upkeep on the current runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError`] when the process already has another recorder.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let metrics = ssehub_server::metrics::Metrics::install().unwrap();
+    /// let hub = ssehub_hub::Hub::new();
+    /// assert!(metrics.render(&hub).contains("ssehub_connections"));
+    /// # }
+    /// ```
+    pub fn install() -> Result<Self, MetricsError> {
+        let handle = RECORDER
+            .get_or_init(|| {
+                let recorder = PrometheusBuilder::new()
+                    .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                    .map_err(|e| MetricsError(e.to_string()))?
+                    .build_recorder();
+                let handle = recorder.handle();
+                metrics::set_global_recorder(recorder).map_err(|_| {
+                    MetricsError("another metrics recorder is installed in this process".to_owned())
+                })?;
+                let upkeep = handle.clone();
+                tokio::spawn(async move {
+                    let mut interval = tokio::time::interval(UPKEEP);
+                    loop {
+                        interval.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+                Ok(handle)
+            })
+            .clone()?;
+        Ok(Self { handle })
+    }
+
+    /// The Prometheus text of every series, the hub's current state included.
+    pub fn render(&self, hub: &Hub) -> String {
+        // TODO(hub-metrics): hub.publish_metrics() once the hub emits its own series.
+        let stats = hub.stats();
+        metrics::gauge!("ssehub_connections").set(stats.connections as f64);
+        metrics::gauge!("ssehub_users").set(stats.online_users as f64);
+        metrics::gauge!("ssehub_topics").set(stats.topics as f64);
+        self.handle.render()
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP routes besides the event stream (which the hub's lean path serves): `POST /push`,
+//! `GET /stats`, `GET /metrics`, `GET /healthz`, `GET /readyz`; every error a JSON envelope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ssehub_hub::Hub;
+use ssehub_hub::push_api::error_envelope;
+use ssehub_hub::store::Store;
+
+use crate::auth::Access;
+use crate::cors::Cors;
+use crate::metrics::Metrics;
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the routes share.
+#[derive(Clone)]
+pub(crate) struct Routes {
+    pub(crate) hub: Hub,
+    pub(crate) access: Arc<Access>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Metrics,
+}
+
+/// The router for everything but the event stream, CORS and body limit included.
+pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors) -> Router {
+    let router = Router::new()
+        .route(
+            "/push",
+            post(push).layer(DefaultBodyLimit::max(max_push_bytes)),
+        )
+        .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(routes);
+    match cors.layer() {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+async fn push(
+    State(routes): State<Routes>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err((status, message)) = routes.access.may_publish(&headers) {
+        let mut response = envelope(status, &message);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        return response;
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return envelope(rejection.status(), &rejection.body_text()),
+    };
+    ssehub_hub::axum::push_response(&routes.hub, &body).await
+}
+
+/// The seed's four counters and who is online.
+async fn stats(State(routes): State<Routes>) -> Response {
+    #[derive(serde::Serialize)]
+    struct Stats {
+        total: u64,
+        success: u64,
+        failed: u64,
+        timeout: u64,
+        connections: usize,
+        users: usize,
+        topics: usize,
+    }
+    let stats = routes.hub.stats();
+    let body = Stats {
+        total: stats.total,
+        success: stats.success,
+        failed: stats.failed,
+        timeout: stats.timeout,
+        connections: stats.connections,
+        users: stats.online_users,
+        topics: stats.topics,
+    };
+    json(
+        StatusCode::OK,
+        serde_json::to_string(&body).unwrap_or_default(),
+    )
+}
+
+async fn metrics(State(routes): State<Routes>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        routes.metrics.render(&routes.hub),
+    )
+        .into_response()
+}
+
+/// Alive: the process answers.
+async fn healthz() -> Response {
+    json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+}
+
+/// Ready: the hub is open and its store answers.
+async fn readyz(State(routes): State<Routes>) -> Response {
+    if routes.hub.is_closed() {
+        return envelope(StatusCode::SERVICE_UNAVAILABLE, "the hub is shutting down");
+    }
+    match tokio::time::timeout(READY_TIMEOUT, routes.store.last_seq()).await {
+        Ok(Ok(_)) => json(StatusCode::OK, r#"{"status":"ready"}"#.to_owned()),
+        Ok(Err(error)) => envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the store fails: {error}"),
+        ),
+        Err(_) => envelope(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the store did not answer within {READY_TIMEOUT:?}"),
+        ),
+    }
+}
+
+async fn not_found() -> Response {
+    envelope(
+        StatusCode::NOT_FOUND,
+        "no such route; the hub serves GET /events, POST /push, GET /stats, GET /metrics, GET /healthz, GET /readyz",
+    )
+}
+
+/// An error in the seed's envelope.
+pub(crate) fn envelope(status: StatusCode, message: &str) -> Response {
+    json(status, error_envelope(status.as_u16(), message))
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
