@@ -28,7 +28,8 @@ use crate::config::{Config, TokenKey};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Claims {
-    /// The uid.
+    /// The uid. (A default so that a token without it is told "sub is missing", not "wrong type".)
+    #[serde(default)]
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
@@ -220,7 +221,7 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) if data.claims.sub.is_empty() => Err(TokenError::Claims(
-                "sub is empty; it names the subscriber".to_owned(),
+                "sub is missing or empty; it names the subscriber".to_owned(),
             )),
             Ok(data) => Ok(data.claims),
             Err(error) => Err(match error.kind() {

@@ -103,16 +103,25 @@ enum Secret {
 }
 
 /// A bound `ssehub serve`: its hub, listener and server, ready to run.
-#[derive(Debug)]
 pub struct Hubserver {
     config: Config,
     hub: Hub,
+    store: Arc<dyn Store>,
     server: Server,
     listener: TcpListener,
     addr: SocketAddr,
     store_path: Option<PathBuf>,
     publisher: Option<Secret>,
     token: Option<Secret>,
+}
+
+impl std::fmt::Debug for Hubserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hubserver")
+            .field("addr", &self.addr)
+            .field("store_path", &self.store_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hubserver {
@@ -199,7 +208,7 @@ impl Hubserver {
         let routes = routes::Routes {
             hub: hub.clone(),
             access: Arc::clone(&access),
-            store,
+            store: Arc::clone(&store),
             metrics,
         };
         let router = routes::router(routes, config.max_push_bytes, &cors);
@@ -229,6 +238,7 @@ impl Hubserver {
         Ok(Self {
             config,
             hub,
+            store,
             server,
             listener,
             addr,
@@ -403,6 +413,28 @@ impl Hubserver {
             .into_future()
             .await;
         tracing::info!(stats = %self.hub.stats(), "stopped");
+        let Self {
+            hub, server, store, ..
+        } = self;
+        drop((hub, server));
+        release(store).await;
+    }
+}
+
+/// Waits (a bounded while) for the hub's tasks to let go of the store, then closes it, so the
+/// history is flushed and its file unlocked when `run_until` returns: the same process may
+/// open it again at once.
+async fn release(store: Arc<dyn Store>) {
+    // The committer and the last connection tasks drop their handles as they finish, moments
+    // after the server returns; nothing signals it, so look a few times.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if Arc::strong_count(&store) > 1 {
+        tracing::warn!(
+            "the store is still in use 5 s after shutdown; it closes when the process exits"
+        );
     }
 }
 
