@@ -330,7 +330,7 @@ impl Access {
     /// # Errors
     ///
     /// A `401` [`Refusal`] for a missing (without anonymous access) or bad token.
-    pub fn subscriber(&self, parts: &Parts) -> Result<Subscriber, Refusal> {
+    pub fn subscriber(&self, parts: &Parts) -> Result<Subscriber, Box<Refusal>> {
         let token = match token_from(parts, &self.cookie) {
             Ok(token) => token,
             Err(message) => return Err(unauthorized(message)),
@@ -405,12 +405,12 @@ impl Authenticate for SubscriberAuth {
         &self,
         parts: &Parts,
     ) -> impl Future<Output = Result<Subscriber, Refusal>> + Send {
-        std::future::ready(self.0.subscriber(parts))
+        std::future::ready(self.0.subscriber(parts).map_err(|refusal| *refusal))
     }
 }
 
 /// A `401` with a JSON envelope and a Bearer challenge naming the error (RFC 6750).
-fn unauthorized(message: &str) -> Refusal {
+fn unauthorized(message: &str) -> Box<Refusal> {
     let challenge = format!(
         "Bearer error=\"invalid_token\", error_description=\"{}\"",
         message.replace(['"', '\\'], "'")
@@ -424,7 +424,7 @@ fn unauthorized(message: &str) -> Refusal {
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         refusal = refusal.with_header(header::WWW_AUTHENTICATE, value);
     }
-    refusal
+    Box::new(refusal)
 }
 
 /// The token of a stream request: `Authorization: Bearer`, else the cookie, else
