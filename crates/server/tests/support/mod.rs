@@ -43,15 +43,16 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// The settings most tests start from: any free port, memory store, known key and secret.
 pub fn settings() -> Settings {
-    let mut settings = Settings::default();
-    settings.listen = Some("127.0.0.1:0".parse().unwrap());
-    settings.store = Some(StoreKind::Memory);
-    settings.data_dir = Some(temp_dir("data"));
-    settings.publisher_key = Some(KEY.to_owned());
-    settings.jwt_secret = Some(SECRET.to_owned());
-    settings.max_push_bytes = Some(Size(64 * 1024));
-    settings.max_event_bytes = Some(Size(16 * 1024));
-    settings
+    Settings {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        store: Some(StoreKind::Memory),
+        data_dir: Some(temp_dir("data")),
+        publisher_key: Some(KEY.to_owned()),
+        jwt_secret: Some(SECRET.to_owned()),
+        max_push_bytes: Some(Size(64 * 1024)),
+        max_event_bytes: Some(Size(16 * 1024)),
+        ..Settings::default()
+    }
 }
 
 /// A running `Hubserver`.
