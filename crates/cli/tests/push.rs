@@ -38,7 +38,10 @@ impl PushServer {
         let requests = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/push", ssehub_hub::axum::push(hub.clone()))
-            .layer(middleware::from_fn_with_state(requests.clone(), require_key));
+            .layer(middleware::from_fn_with_state(
+                requests.clone(),
+                require_key,
+            ));
         let addr = serve(app).await;
         Self {
             hub,
@@ -64,7 +67,11 @@ impl PushServer {
     }
 }
 
-async fn require_key(State(requests): State<Arc<AtomicUsize>>, request: Request, next: Next) -> Response {
+async fn require_key(
+    State(requests): State<Arc<AtomicUsize>>,
+    request: Request,
+    next: Next,
+) -> Response {
     requests.fetch_add(1, Ordering::SeqCst);
     if request.headers().get(AUTHORIZATION) != Some(&HeaderValue::from_static("Bearer secret")) {
         return (
@@ -165,7 +172,9 @@ async fn unicast_arrives_at_that_uid_only_and_prints_its_id() {
     let url = server.url();
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--uid", "u1", "--event", "note", "hello"],
+        &[
+            "--url", &url, "--key", "secret", "--uid", "u1", "--event", "note", "hello",
+        ],
         None,
     )
     .await;
@@ -178,7 +187,11 @@ async fn unicast_arrives_at_that_uid_only_and_prints_its_id() {
     assert_eq!(event.id.as_deref(), Some(ids[0].as_str()));
 
     // u2 got nothing: the next push to it is the first thing it receives.
-    let output = push(&["--url", &url, "--key", "secret", "--uid", "u2", "second"], None).await;
+    let output = push(
+        &["--url", &url, "--key", "secret", "--uid", "u2", "second"],
+        None,
+    )
+    .await;
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     let event = u2.next().await;
     assert_eq!(event.data, "second");
@@ -193,7 +206,15 @@ async fn topic_push_reaches_subscribers_of_the_topic() {
     let url = server.url();
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--topic", "orders/42", "shipped"],
+        &[
+            "--url",
+            &url,
+            "--key",
+            "secret",
+            "--topic",
+            "orders/42",
+            "shipped",
+        ],
         None,
     )
     .await;
@@ -202,7 +223,13 @@ async fn topic_push_reaches_subscribers_of_the_topic() {
     assert_eq!(event.data, "shipped");
     assert_eq!(event.id.as_deref(), Some(stdout_lines(&output)[0].as_str()));
 
-    let output = push(&["--url", &url, "--key", "secret", "--topic", "orders/7", "packed"], None).await;
+    let output = push(
+        &[
+            "--url", &url, "--key", "secret", "--topic", "orders/7", "packed",
+        ],
+        None,
+    )
+    .await;
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     assert_eq!(other.next().await.data, "packed");
 }
@@ -216,7 +243,16 @@ async fn broadcast_reaches_everyone_with_the_given_id() {
     let url = format!("http://{}", server.addr);
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--broadcast", "--id", "evt-1", "to all"],
+        &[
+            "--url",
+            &url,
+            "--key",
+            "secret",
+            "--broadcast",
+            "--id",
+            "evt-1",
+            "to all",
+        ],
         None,
     )
     .await;
@@ -245,7 +281,16 @@ async fn no_recipients_without_broadcast_is_a_usage_error_and_pushes_nothing() {
 
     // Naming recipients and --broadcast together is refused too.
     let output = push(
-        &["--url", &url, "--key", "secret", "--broadcast", "--uid", "u1", "hello"],
+        &[
+            "--url",
+            &url,
+            "--key",
+            "secret",
+            "--broadcast",
+            "--uid",
+            "u1",
+            "hello",
+        ],
         None,
     )
     .await;
@@ -268,7 +313,9 @@ async fn lines_from_stdin_go_in_requests_of_a_thousand_in_order() {
     }
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--uid", "u1", "--lines", "--event", "row"],
+        &[
+            "--url", &url, "--key", "secret", "--uid", "u1", "--lines", "--event", "row",
+        ],
         Some(input.as_bytes()),
     )
     .await;
@@ -327,7 +374,11 @@ async fn a_wrong_key_exits_1_with_the_hubs_message() {
     let server = PushServer::start().await;
     let url = server.url();
 
-    let output = push(&["--url", &url, "--key", "not-the-key", "--uid", "u1", "x"], None).await;
+    let output = push(
+        &["--url", &url, "--key", "not-the-key", "--uid", "u1", "x"],
+        None,
+    )
+    .await;
     assert_eq!(code(&output), 1);
     let message = stderr(&output);
     assert!(
@@ -348,7 +399,9 @@ async fn a_400_from_the_hub_exits_1_with_its_message() {
     let url = server.url();
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--uid", "u1", "--event", "close", "bye"],
+        &[
+            "--url", &url, "--key", "secret", "--uid", "u1", "--event", "close", "bye",
+        ],
         None,
     )
     .await;
@@ -367,12 +420,24 @@ async fn connection_refused_exits_3() {
     drop(listener);
 
     let output = push(
-        &["--url", &format!("http://{addr}/push"), "--key", "secret", "--uid", "u1", "x"],
+        &[
+            "--url",
+            &format!("http://{addr}/push"),
+            "--key",
+            "secret",
+            "--uid",
+            "u1",
+            "x",
+        ],
         None,
     )
     .await;
     assert_eq!(code(&output), 3, "stderr: {}", stderr(&output));
-    assert!(stderr(&output).starts_with("ssehub push: "), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with("ssehub push: "),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test]
@@ -390,7 +455,10 @@ async fn a_503_exits_3_with_the_raw_body_when_it_is_not_an_envelope() {
     .await;
     assert_eq!(code(&output), 3);
     let message = stderr(&output);
-    assert!(message.contains("ssehub push: 503 no healthy upstream"), "{message}");
+    assert!(
+        message.contains("ssehub push: 503 no healthy upstream"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -400,7 +468,9 @@ async fn json_prints_the_envelopes_as_they_came() {
     let url = server.url();
 
     let output = push(
-        &["--url", &url, "--key", "secret", "--uid", "u1", "--lines", "--batch", "2", "--json"],
+        &[
+            "--url", &url, "--key", "secret", "--uid", "u1", "--lines", "--batch", "2", "--json",
+        ],
         Some(b"a\nb\nc\n"),
     )
     .await;
@@ -431,7 +501,9 @@ async fn id_with_lines_and_a_bad_batch_are_usage_errors() {
     let url = server.url();
     for args in [
         &["--url", &url, "--uid", "u1", "--lines", "--id", "1", "a"][..],
-        &["--url", &url, "--uid", "u1", "--lines", "--batch", "1001", "a"][..],
+        &[
+            "--url", &url, "--uid", "u1", "--lines", "--batch", "1001", "a",
+        ][..],
         &["--url", &url, "--uid", "u1", "--lines", "--batch", "0", "a"][..],
         &["--url", "ftp://127.0.0.1/push", "--uid", "u1", "a"][..],
     ] {
@@ -461,13 +533,62 @@ async fn lines_stop_at_the_first_refused_request() {
     let addr = serve(app).await;
 
     let output = push(
-        &["--url", &format!("http://{addr}"), "--uid", "u1", "--lines", "--batch", "1"],
+        &[
+            "--url",
+            &format!("http://{addr}"),
+            "--uid",
+            "u1",
+            "--lines",
+            "--batch",
+            "1",
+        ],
         Some(b"a\nb\nc\n"),
     )
     .await;
     assert_eq!(code(&output), 3);
     assert_eq!(stdout_lines(&output), ["first"]);
     let message = stderr(&output);
-    assert!(message.contains("ssehub push: 429 too many pushes; retry later"), "{message}");
-    assert_eq!(requests.load(Ordering::SeqCst), 2, "nothing is sent after a refusal");
+    assert!(
+        message.contains("ssehub push: 429 too many pushes; retry later"),
+        "{message}"
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "nothing is sent after a refusal"
+    );
+}
+
+#[tokio::test]
+async fn no_answer_within_the_timeout_exits_3() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+
+    let output = push(
+        &[
+            "--url",
+            &format!("http://{addr}/push"),
+            "--uid",
+            "u1",
+            "--timeout",
+            "1",
+            "x",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code(&output), 3);
+    let message = stderr(&output);
+    assert!(message.contains("no answer from"), "{message}");
+    assert!(
+        message.contains("may or may not have been pushed"),
+        "{message}"
+    );
 }
