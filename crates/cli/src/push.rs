@@ -214,6 +214,7 @@ fn retryable(status: StatusCode) -> bool {
 /// Runs `ssehub push`; prints the outcome and returns the exit status.
 pub fn run(args: Args) -> ExitCode {
     let json = args.json;
+    let lines = args.lines;
     let mut progress = Progress::default();
     let outcome = Plan::new(args).and_then(|plan| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -226,6 +227,15 @@ pub fn run(args: Args) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ssehub push: {error}");
+            if lines
+                && let PushError::Refused {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    ..
+                } = error
+            {
+                // The hub's body limit counts bytes, --batch counts events.
+                eprintln!("ssehub push: a smaller --batch sends fewer events per request");
+            }
             if progress.accepted > 0 {
                 // Say where a multi-request run stopped, so the user knows what to send again.
                 let not = if error.maybe_pushed() {
