@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod listen;
+mod push;
 mod serve;
 mod soak;
 
@@ -26,6 +27,10 @@ enum Command {
     /// Print the events of an SSE stream, reconnecting as the spec says, until it stops or you
     /// press Ctrl+C.
     Listen(listen::Args),
+    /// Push events through a hub's HTTP push API: to uids, topics, or (with --broadcast) everyone;
+    /// prints the ids the hub gave them.
+    #[command(after_help = push::EXIT_STATUS_HELP)]
+    Push(push::Args),
     /// Load-test an SSE server on this machine: connect N clients, push at a fixed rate, print
     /// one JSON line (deliveries, loss, latency percentiles, server CPU and memory).
     Bench(bench::Args),
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Listen(args) => listen::run(args),
+        Command::Push(args) => push::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Soak(args) => soak::run(args),
     }
