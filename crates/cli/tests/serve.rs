@@ -300,6 +300,29 @@ async fn the_banners_listen_and_curl_lines_work_as_printed() {
         .unwrap()
         .unwrap();
     assert!(event.ends_with("hello"), "{event}");
+    // The push line, with `ssehub` being this build.
+    let push_line =
+        line(&serve.banner, "ssehub push ").replacen("ssehub", env!("CARGO_BIN_EXE_ssehub"), 1);
+    let pushed = std::process::Command::new("sh")
+        .args(["-c", &push_line])
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let event = tokio::time::timeout(PATIENCE, events.next_line())
+        .await
+        .expect("the push line's event never reached the listen line")
+        .unwrap()
+        .unwrap();
+    assert!(event.ends_with("hello from ssehub push"), "{event}");
+    let id = String::from_utf8_lossy(&pushed.stdout).trim().to_owned();
+    assert!(
+        !id.is_empty() && event.contains(&id),
+        "the printed id {id} is the event's: {event}"
+    );
     listener.kill().await.ok();
     let (status, _) = serve.terminate().await;
     assert!(status.success());
@@ -366,4 +389,31 @@ async fn sigterm_ends_streams_with_the_close_event_and_exits_0_and_tokens_stay_o
         "debug logging was on, so a logged URI would show: {logs}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn the_readme_documents_every_flag_and_variable_of_serve() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let mut checked = 0;
+    for word in help.split(|c: char| c.is_whitespace() || c == '[' || c == ']' || c == '=') {
+        let word = word.trim_end_matches([',', '.', ')', ';', '`']);
+        let is_flag = word.starts_with("--") && word.len() > 2 && word != "--help";
+        if is_flag || word.starts_with("SSEHUB_") {
+            assert!(
+                readme.contains(&format!("`{word}")),
+                "{word} is in `ssehub serve --help` but not in the README's table"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 50,
+        "only {checked} flags and variables found in --help"
+    );
 }

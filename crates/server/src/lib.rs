@@ -362,6 +362,19 @@ impl Hubserver {
                 );
             }
         }
+        let key = bearer
+            .as_ref()
+            .map(|key| format!(" --key \"{key}\""))
+            .unwrap_or_default();
+        let to = if demo_token.is_some() || !self.config.allow_anonymous {
+            "--uid demo"
+        } else {
+            "--broadcast"
+        };
+        let _ = writeln!(
+            out,
+            "  ssehub push --url {base}{key} {to} 'hello from ssehub push'"
+        );
         let auth = bearer
             .map(|key| format!(" -H \"Authorization: Bearer {key}\""))
             .unwrap_or_default();
