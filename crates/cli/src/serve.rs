@@ -12,7 +12,7 @@ use ssehub_server::config::{Config, Settings};
     --config file (kebab-case keys); a flag beats its variable, which beats the file."
 )]
 pub(crate) struct Args {
-    /// A TOML file of settings (the keys are the flags' names without dashes).
+    /// A TOML file of settings (its keys are the flags without their leading dashes; `cors-origins` and `anonymous-topics` are lists).
     #[arg(long, env = "SSEHUB_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
