@@ -227,12 +227,13 @@ impl Subscription {
             })
         });
         let now = Instant::now();
-        let ends_at = options.ends_at.map(|at| {
+        let ends_at = options.ends_at.and_then(|at| {
             // A wall-clock expiry as a point on the runtime's clock; one already past ends
-            // the stream at its first idle poll.
-            now + at
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
+            // the stream at its first poll, one too far to represent ends nothing.
+            now.checked_add(
+                at.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+            )
         });
         let clock = (config.heartbeat.is_some() || ends_at.is_some()).then_some(Clock {
             heartbeat: config.heartbeat,
@@ -558,6 +559,12 @@ mod tests {
         assert!((19..=21).contains(&received), "{received}");
         assert!(start.elapsed() <= Duration::from_secs(11));
 
+        // An end too far for the clock ends nothing (and does not panic).
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4_000_000_000);
+        let mut forever = hub
+            .subscribe("dave", crate::SubscribeOptions::default().end_at(far))
+            .unwrap();
+        assert_eq!(forever.next().await.unwrap(), ":ok\n");
         // Without an end, no clock is kept when there is no heartbeat either.
         let quiet = Hub::builder().heartbeat(None).build().unwrap();
         let stream = quiet.subscribe("carol", Default::default()).unwrap();

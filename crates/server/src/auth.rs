@@ -352,9 +352,15 @@ impl Access {
         let claims = verifier
             .verify(&token)
             .map_err(|error| unauthorized(&error.to_string()))?;
-        Ok(Subscriber::new(claims.sub)
-            .allow_topics(AllowedTopics::new(claims.topics.iter().map(String::as_str)))
-            .expires_at(UNIX_EPOCH + Duration::from_secs(claims.exp)))
+        let subscriber = Subscriber::new(claims.sub)
+            .allow_topics(AllowedTopics::new(claims.topics.iter().map(String::as_str)));
+        // An `exp` past what the clock can hold (a token "for ever") ends nothing.
+        Ok(
+            match UNIX_EPOCH.checked_add(Duration::from_secs(claims.exp)) {
+                Some(at) => subscriber.expires_at(at),
+                None => subscriber,
+            },
+        )
     }
 
     /// Whether the request may push: the publisher key as a bearer token, a token whose claims

@@ -595,3 +595,15 @@ async fn readiness_fails_once_the_hub_closes() {
 fn the_size_setting_is_in_bytes() {
     assert_eq!("64KiB".parse::<Size>().unwrap(), Size(65536));
 }
+
+#[tokio::test]
+async fn a_token_with_an_expiry_past_the_clocks_range_never_ends_its_stream() {
+    let hub = Running::start(settings()).await;
+    let mut claims = Claims::new("alice", HOUR);
+    claims.exp = u64::MAX;
+    let mut stream = hub.stream("/events", &bearer(&token(&claims))).await;
+    assert_eq!(stream.status, 200, "{}", stream.head);
+    assert_eq!(hub.push(Some(KEY), &unicast("alice", "still here")).await.status, 200);
+    assert_eq!(stream.data().await, "still here");
+    hub.stop().await;
+}
