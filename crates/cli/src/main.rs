@@ -10,6 +10,7 @@ mod listen;
 mod push;
 mod serve;
 mod soak;
+mod token;
 
 /// Server-Sent Events hub and client.
 #[derive(Debug, Parser)]
@@ -31,6 +32,9 @@ enum Command {
     /// prints the ids the hub gave them.
     #[command(after_help = push::EXIT_STATUS_HELP)]
     Push(push::Args),
+    /// Sign a subscriber (or publisher) token with the hub's HS256 secret: for trying a hub and
+    /// for scripts; your application signs its users' tokens itself.
+    Token(token::Args),
     /// Load-test an SSE server on this machine: connect N clients, push at a fixed rate, print
     /// one JSON line (deliveries, loss, latency percentiles, server CPU and memory).
     Bench(bench::Args),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(*args),
         Command::Listen(args) => listen::run(args),
         Command::Push(args) => push::run(args),
+        Command::Token(args) => token::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Soak(args) => soak::run(args),
     }

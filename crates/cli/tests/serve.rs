@@ -417,3 +417,54 @@ fn the_readme_documents_every_flag_and_variable_of_serve() {
         "only {checked} flags and variables found in --help"
     );
 }
+
+#[tokio::test]
+async fn ssehub_token_signs_with_the_secret_serve_generated() {
+    let dir = temp_dir("token");
+    let serve = Serve::start(&dir, &[], &[]).await;
+    let mut command = ssehub();
+    command
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--topic",
+            "orders/*",
+            "--ttl",
+            "10m",
+            "--data-dir",
+        ])
+        .arg(&dir);
+    let (status, stdout, stderr) = output(command).await;
+    assert!(status.success(), "{stderr}");
+    let token = stdout.trim();
+    let mut stream = TcpStream::connect(serve.addr()).await.unwrap();
+    stream
+        .write_all(
+            format!("GET /events?topic=orders/1&access_token={token} HTTP/1.1\r\nHost: t\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 15];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut head))
+        .await
+        .expect("no answer")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200 OK");
+    // Outside its topics: refused.
+    let answer = get(
+        &serve.addr(),
+        &format!("GET /events?topic=news&access_token={token} HTTP/1.1\r\nHost: t\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    drop(stream);
+    serve.terminate().await;
+    let mut command = ssehub();
+    command.args(["token", "--sub", "a", "--data-dir", "/nonexistent"]);
+    let (status, _, stderr) = output(command).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("jwt.secret"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}
