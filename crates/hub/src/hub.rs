@@ -532,8 +532,8 @@ impl Hub {
     /// add up; the gauges are the last publisher's.
     ///
     /// It costs one short lock per connection (the queued bytes are summed from every outbox;
-    /// nothing on the push path keeps them): about a millisecond for 20,000 connections, so
-    /// publish per scrape, not per push.
+    /// nothing on the push path keeps them): 0.6–1.3 ms for 9,000 connections, so a few
+    /// milliseconds for 20,000. Publish per scrape, not per push.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -20,11 +20,17 @@
 //! | `ssehub_store_commit_seconds` | histogram, seconds | each batch's save to the store |
 //! | `ssehub_store_commit_events` | histogram, count | events per batch saved |
 //!
-//! What it costs: with metrics off, nothing on the push or write path (a flag read per push and
-//! per chunk). On: per push, one clock read and one counter increment; per chunk written, one
-//! clock read and one histogram sample; per store batch, two clock reads and two samples. The
-//! gauges and the delivery counters are read from the hub's state by `publish_metrics`, which
-//! walks every stream's outbox (one short lock each) for `ssehub_queued_bytes`.
+//! What it costs: with metrics off, nothing on the push or write path (a flag read per push, a
+//! branch per chunk). On: per push, one clock read and one counter increment; per chunk written,
+//! one clock read and one histogram sample (through a handle kept from the first
+//! `publish_metrics`); per store batch, two clock reads and two samples. In the broadcast bench
+//! (one event per write) that is about 1 % of the server thread's CPU. The exporter then does its
+//! own work per sample: metrics-exporter-prometheus's default summaries cost about 2.5 % more
+//! (on the thread that renders or runs its upkeep), histograms with buckets
+//! (`PrometheusBuilder::set_buckets`) a tenth of that: prefer buckets. Figures in
+//! `docs/benchmarks.md`, "Metrics cost". The gauges and the delivery counters are read from the
+//! hub's state by `publish_metrics`, which walks every stream's outbox (one short lock each) for
+//! `ssehub_queued_bytes`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -42,10 +48,12 @@
 //! # }
 //! ```
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+    histogram,
 };
 use tokio::time::{Duration, Instant};
 
@@ -166,8 +174,14 @@ pub(crate) fn count_push(result: &Result<PushReceipt, PushError>) {
 }
 
 /// A chunk of events was handed to the writer; the oldest was pushed at `pushed`.
-pub(crate) fn record_push_to_write(pushed: Instant) {
-    histogram!("ssehub_push_to_write_seconds").record(pushed.elapsed());
+pub(crate) fn record_push_to_write(published: &Published, pushed: Instant) {
+    let waited = pushed.elapsed();
+    match published.push_to_write.get() {
+        Some(histogram) => histogram.record(waited),
+        // Before the first publish: looked up each time, so a recorder installed after the hub
+        // was built still gets every sample.
+        None => histogram!("ssehub_push_to_write_seconds").record(waited),
+    }
 }
 
 /// One committer batch was saved (or failed to be), taking `took`.
@@ -179,8 +193,13 @@ pub(crate) fn record_store_commit(took: Duration, events: usize) {
 /// What this hub last added to each counter the facade gets from its state, so that each
 /// publish adds only what is new: two hubs in one process add up, and any exporter (also one
 /// that pushes deltas) sees a counter that only grows.
+///
+/// It also keeps the handle of the one series written per chunk, taken at the first publish
+/// (the recorder is installed by then): looking the series up in the recorder was more than half
+/// of what a sample cost (`docs/benchmarks.md`, "Metrics cost").
 #[derive(Debug, Default)]
 pub(crate) struct Published {
+    push_to_write: OnceLock<Histogram>,
     queued: AtomicU64,
     failed: AtomicU64,
     timeouts: AtomicU64,
@@ -207,6 +226,9 @@ pub(crate) fn publish(shared: &Shared) {
     gauge!("ssehub_topics").set(stats.topics as f64);
     gauge!("ssehub_queued_bytes").set(registry.queued_bytes() as f64);
     let published = &shared.published;
+    published
+        .push_to_write
+        .get_or_init(|| histogram!("ssehub_push_to_write_seconds"));
     add_new(
         &published.queued,
         stats.success,

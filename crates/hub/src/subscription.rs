@@ -298,7 +298,7 @@ impl Subscription {
                 // Set only with metrics on: off, this is the one branch it costs a chunk.
                 #[cfg(feature = "metrics")]
                 if let Some(pushed) = drained.pushed {
-                    crate::metrics::record_push_to_write(pushed);
+                    crate::metrics::record_push_to_write(&self.shared.published, pushed);
                 }
                 if drained.from_overflow > 0 {
                     self.shared
