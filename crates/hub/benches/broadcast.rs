@@ -6,10 +6,18 @@
 //! cargo bench -p ssehub-hub --bench broadcast                      # 1,000 clients, 5 s
 //! CLIENTS=1000 SECONDS=10 PAYLOAD=100 WINDOW=1 cargo bench -p ssehub-hub --bench broadcast
 //! SERVER=axum WINDOW=1 cargo bench -p ssehub-hub --bench broadcast # axum::serve + the handler
+//! METRICS=1 cargo bench -p ssehub-hub --features metrics --bench broadcast # metrics on
 //! ```
 //!
 //! `SERVER=lean` (the default) serves the streams with `ssehub_hub::server::Server`,
 //! `SERVER=axum` with `axum::serve` and `ssehub_hub::axum::events`.
+//!
+//! `METRICS=1` (feature `metrics`) builds the hub with `metrics(true)` and installs the
+//! recorder `ssehub serve` uses, metrics-exporter-prometheus's, with its upkeep every 5 s on a
+//! thread of its own (as `PrometheusBuilder::install` does); `METRICS=0` (the default) leaves
+//! metrics off. The feature alone, metrics off, is what `METRICS=0 --features metrics` measures.
+//! `METRICS_BUCKETS=1` makes the exporter keep histograms with buckets instead of its default
+//! summaries.
 //!
 //! A first measure for the hub issue; `ssehub bench` (separate processes, latency
 //! percentiles, memory) is the real tool.
@@ -66,12 +74,42 @@ fn main() {
         Ok(other) => panic!("SERVER={other}: use lean or axum"),
     };
 
-    let hub = Hub::builder()
+    let metrics = env("METRICS", 0) == 1;
+    let builder = Hub::builder();
+    #[cfg(feature = "metrics")]
+    let builder = builder.metrics(metrics);
+    #[cfg(feature = "metrics")]
+    let prometheus = metrics.then(|| {
+        let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        if env("METRICS_BUCKETS", 0) == 1 {
+            // Histograms with buckets instead of the exporter's default summaries.
+            let buckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+            builder = builder.set_buckets(&buckets).unwrap();
+        }
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).unwrap();
+        ssehub_hub::metrics::describe();
+        let upkeep = handle.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        });
+        handle
+    });
+    #[cfg(not(feature = "metrics"))]
+    assert!(!metrics, "METRICS=1 needs --features metrics");
+    let hub = builder
         .connection_buffer(1024)
         .heartbeat(None)
         .workers(1)
         .build()
         .unwrap();
+    // A first scrape, as `ssehub serve`'s first would be, before the measure.
+    #[cfg(feature = "metrics")]
+    hub.publish_metrics();
     let server = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,8 +217,22 @@ fn main() {
     });
     let deliveries = received.load(Ordering::Relaxed);
     let stats = hub.stats();
+    #[cfg(feature = "metrics")]
+    if let Some(prometheus) = prometheus {
+        // A scrape at the end, off the clock: shows the series were written, and what
+        // publishing (which walks every outbox) takes for this many connections.
+        let started = Instant::now();
+        hub.publish_metrics();
+        let publish = started.elapsed();
+        let text = prometheus.render();
+        let samples = text
+            .lines()
+            .find(|line| line.starts_with("ssehub_push_to_write_seconds_count"))
+            .unwrap_or("ssehub_push_to_write_seconds_count (none)");
+        eprintln!("{samples}; publish_metrics took {publish:?} for {clients} connections");
+    }
     println!(
-        "{{\"server\":\"{}\",\"clients\":{clients},\"window\":{window},\"payload\":{},\"pushes\":{pushes},\"deliveries\":{deliveries},\"expected\":{},\"failed\":{},\"seconds\":{:.2},\"deliveries_per_s\":{:.0},\"server_cpu_s\":{:.2},\"deliveries_per_server_cpu_s\":{:.0}}}",
+        "{{\"server\":\"{}\",\"metrics\":{metrics},\"clients\":{clients},\"window\":{window},\"payload\":{},\"pushes\":{pushes},\"deliveries\":{deliveries},\"expected\":{},\"failed\":{},\"seconds\":{:.2},\"deliveries_per_s\":{:.0},\"server_cpu_s\":{:.2},\"deliveries_per_server_cpu_s\":{:.0}}}",
         if lean { "lean" } else { "axum" },
         payload.len(),
         pushes * clients as u64,

@@ -60,6 +60,9 @@ pub(crate) struct Config {
     /// `None`: derived from the workers when built.
     pub(crate) max_concurrent_replays: Option<usize>,
     pub(crate) max_topics_per_connection: usize,
+    /// Write to the `metrics` facade (`HubBuilder::metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: bool,
 }
 
 impl Default for Config {
@@ -94,13 +97,16 @@ impl Default for Config {
             over_capacity_retry: crate::admission::DEFAULT_OVER_CAPACITY_RETRY,
             max_concurrent_replays: None,
             max_topics_per_connection: crate::topic::DEFAULT_MAX_TOPICS_PER_CONNECTION,
+            #[cfg(feature = "metrics")]
+            metrics: false,
         }
     }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        let mut debug = f.debug_struct("Config");
+        debug
             .field("connection_buffer", &self.connection_buffer)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("slow_client", &self.slow_client)
@@ -119,8 +125,10 @@ impl fmt::Debug for Config {
             .field("reserved_over_http", &self.reserved_over_http)
             .field("caps", &self.caps)
             .field("over_capacity_retry", &self.over_capacity_retry)
-            .field("max_concurrent_replays", &self.max_concurrent_replays)
-            .finish()
+            .field("max_concurrent_replays", &self.max_concurrent_replays);
+        #[cfg(feature = "metrics")]
+        debug.field("metrics", &self.metrics);
+        debug.finish()
     }
 }
 
@@ -608,6 +616,24 @@ impl HubBuilder {
     /// ```
     pub fn allow_reserved_event_types_over_http(mut self, allow: bool) -> Self {
         self.config.reserved_over_http = allow;
+        self
+    }
+
+    /// Writes the hub's metrics to the [`metrics`](https://docs.rs/metrics/0.24) facade, for
+    /// whatever recorder the application installs (feature `metrics`; off by default). The
+    /// series and their cost are listed in [`crate::metrics`]; call
+    /// [`Hub::publish_metrics`] before each scrape.
+    ///
+    /// Off, the hub never calls the facade and reads no clock for it: pushes and writes cost
+    /// what they cost without the feature.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder().metrics(true).build().unwrap();
+    /// hub.publish_metrics(); // without a recorder: goes nowhere
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.config.metrics = on;
         self
     }
 

@@ -39,25 +39,25 @@ impl Tally {
 }
 
 impl Shared {
-    /// Delivers a push's encoded events to every connection of `uids` (sorted, without
-    /// duplicates), or to every connection when `uids` is `None`. `first_seq` is the first
-    /// event's place in the store's history, 0 without a store.
-    /// Offers a push's events to every connection `recipients` reaches, each once.
+    /// Offers a push's events to every connection `recipients` reaches, each once. `first_seq`
+    /// is the first event's place in the store's history, 0 without a store; `pushed`, when the
+    /// push was called, with metrics on.
     pub(crate) async fn fan_out(
         self: &Arc<Self>,
         recipients: &Recipients,
         events: &Arc<[Bytes]>,
         first_seq: u64,
+        pushed: Option<Instant>,
     ) -> Tally {
         let listed = match recipients {
-            Recipients::All => return self.broadcast(events, first_seq).await,
+            Recipients::All => return self.broadcast(events, first_seq, pushed).await,
             Recipients::Listed(listed) => listed,
         };
         let mut tally = Tally::default();
         // A connection has one uid, so the uids' connections are distinct.
         for uid in listed.uids() {
             self.registry.for_uid(uid, |connection| {
-                self.deliver(connection, events, first_seq, &mut tally)
+                self.deliver(connection, events, first_seq, pushed, &mut tally)
             });
         }
         let (uids, topics) = (listed.uids(), listed.topics());
@@ -73,7 +73,7 @@ impl Shared {
                         .take_while(|own| own.as_ref() < topic.as_ref())
                         .any(|own| contains(topics, own));
                 if !by_uid && !by_earlier_topic {
-                    self.deliver(connection, events, first_seq, &mut tally);
+                    self.deliver(connection, events, first_seq, pushed, &mut tally);
                 }
             });
         }
@@ -85,9 +85,10 @@ impl Shared {
         connection: &Arc<Connection>,
         events: &[Bytes],
         first_seq: u64,
+        pushed: Option<Instant>,
         tally: &mut Tally,
     ) {
-        let offered = connection.offer(events, first_seq, &self.rules);
+        let offered = connection.offer(events, first_seq, pushed, &self.rules);
         if offered.closed {
             return;
         }
@@ -121,7 +122,12 @@ impl Shared {
     }
 
     /// Broadcasts to every connection, over several tasks when there are many.
-    async fn broadcast(self: &Arc<Self>, events: &Arc<[Bytes]>, first_seq: u64) -> Tally {
+    async fn broadcast(
+        self: &Arc<Self>,
+        events: &Arc<[Bytes]>,
+        first_seq: u64,
+        pushed: Option<Instant>,
+    ) -> Tally {
         let shards = self.registry.shard_count();
         let workers = (self.registry.connections() / CONNECTIONS_PER_WORKER)
             .clamp(1, self.config.workers.min(shards));
@@ -130,10 +136,10 @@ impl Shared {
             let shared = Arc::clone(self);
             let events = Arc::clone(events);
             handles.push(tokio::spawn(async move {
-                shared.deliver_shards(worker, workers, &events, first_seq)
+                shared.deliver_shards(worker, workers, &events, first_seq, pushed)
             }));
         }
-        let mut tally = self.deliver_shards(0, workers, events, first_seq);
+        let mut tally = self.deliver_shards(0, workers, events, first_seq, pushed);
         for handle in handles {
             match handle.await {
                 Ok(part) => tally.merge(part),
@@ -150,11 +156,12 @@ impl Shared {
         step: usize,
         events: &[Bytes],
         first_seq: u64,
+        pushed: Option<Instant>,
     ) -> Tally {
         let mut tally = Tally::default();
         for index in (first..self.registry.shard_count()).step_by(step) {
             self.registry.for_shard(index, |connection| {
-                self.deliver(connection, events, first_seq, &mut tally)
+                self.deliver(connection, events, first_seq, pushed, &mut tally)
             });
         }
         tally
@@ -173,6 +180,7 @@ impl Shared {
             return;
         }
         self.counters.add_failed(failed.len() as u64);
+        self.counters.add_cut_off(cut_off as u64);
         self.failure_log.record(failed.len() as u64, cut_off as u64);
         let Some(handler) = &self.config.push_failed else {
             return;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use ssehub_wire::{Event, Utf8Bytes};
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
@@ -73,6 +74,9 @@ pub(crate) struct Shared {
     pub(crate) sequencer: Option<Sequencer>,
     /// Turns for replays to read the store (`HubBuilder::max_concurrent_replays`).
     pub(crate) replay_turns: Arc<tokio::sync::Semaphore>,
+    /// What `publish_metrics` already gave the facade's counters.
+    #[cfg(feature = "metrics")]
+    pub(crate) published: crate::metrics::Published,
 }
 
 /// What a successful push did.
@@ -164,6 +168,8 @@ impl Hub {
                 lifecycle: AtomicU8::new(OPEN),
                 pushes: TaskTracker::new(),
                 close_event,
+                #[cfg(feature = "metrics")]
+                published: crate::metrics::Published::default(),
             }),
         }
     }
@@ -172,6 +178,12 @@ impl Hub {
     #[cfg(feature = "axum")]
     pub(crate) fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// For the lean server's streams, which count their resets here.
+    #[cfg(feature = "server")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Pushes `events` to every connection of each uid in `uids`. Duplicate uids are delivered
@@ -224,14 +236,19 @@ impl Hub {
         E: IntoIterator<Item = Event>,
     {
         let uids: Vec<S> = uids.into_iter().collect();
-        if uids.is_empty() {
-            return Err(PushError::NoRecipients);
+        let checked = if uids.is_empty() {
+            Err(PushError::NoRecipients)
+        } else if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
+            // Here, where the caller's order is known, so the error names the right index.
+            Err(PushError::EmptyUid { index })
+        } else {
+            self.shared.config.limits.check_counts(uids.len(), 0, 0)
+        };
+        if let Err(error) = checked {
+            let refused = Err(error);
+            self.shared.count_push(&refused);
+            return refused;
         }
-        // Here, where the caller's order is known, so the error names the right index.
-        if let Some(index) = uids.iter().position(|uid| uid.as_ref().is_empty()) {
-            return Err(PushError::EmptyUid { index });
-        }
-        self.shared.config.limits.check_counts(uids.len(), 0, 0)?;
         self.push_to(Recipients::uids(uids), events).await
     }
 
@@ -289,6 +306,23 @@ impl Hub {
     where
         E: IntoIterator<Item = Event>,
     {
+        let pushed = self.shared.metrics_now();
+        let result = self.push_uncounted(recipients, events, pushed).await;
+        self.shared.count_push(&result);
+        result
+    }
+
+    /// [`Hub::push_to`] but for counting its outcome. `pushed`: when it was called, with
+    /// metrics on.
+    async fn push_uncounted<E>(
+        &self,
+        recipients: Recipients,
+        events: E,
+        pushed: Option<Instant>,
+    ) -> Result<PushReceipt, PushError>
+    where
+        E: IntoIterator<Item = Event>,
+    {
         let shared = &self.shared;
         // Taken before the state check, so that `close` waits for this push if it got in.
         let _in_flight = shared.pushes.token();
@@ -302,10 +336,14 @@ impl Hub {
         shared.config.limits.check(&recipients, &events)?;
         let prepared = self.prepare(events)?;
         let (ids, tally) = if let Some(sequencer) = &shared.sequencer {
-            let committed = sequencer.push(shared, recipients, prepared.events).await?;
+            let committed = sequencer
+                .push(shared, recipients, prepared.events, pushed)
+                .await?;
             (committed.ids, committed.tally)
         } else {
-            let tally = shared.fan_out(&recipients, &prepared.encoded, 0).await;
+            let tally = shared
+                .fan_out(&recipients, &prepared.encoded, 0, pushed)
+                .await;
             (prepared.ids, tally)
         };
         let failed = tally.failed.len();
@@ -484,6 +522,44 @@ impl Hub {
             .snapshot(registry.users(), registry.connections(), registry.topics())
     }
 
+    /// Writes the hub's state to the [`metrics`](https://docs.rs/metrics/0.24) facade: sets the
+    /// gauges (connections, users, topics, queued bytes) and brings the counters kept in
+    /// [`Hub::stats`] (deliveries, timeouts, cut-offs, stalled resets) up to date. Call it right
+    /// before rendering a scrape (feature `metrics`; does nothing unless the hub was built with
+    /// [`HubBuilder::metrics`]`(true)`). The series are listed in [`crate::metrics`].
+    ///
+    /// Counters grow by what happened since this hub last published, so two hubs in one process
+    /// add up; the gauges are the last publisher's.
+    ///
+    /// It costs one short lock per connection (the queued bytes are summed from every outbox;
+    /// nothing on the push path keeps them): 0.6–1.3 ms for 9,000 connections, so a few
+    /// milliseconds for 20,000. Publish per scrape, not per push.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    /// let snapshotter = recorder.snapshotter();
+    /// metrics::set_global_recorder(recorder).unwrap();
+    ///
+    /// let hub = ssehub_hub::Hub::builder().metrics(true).build().unwrap();
+    /// let _alice = hub.subscribe("alice", Default::default()).unwrap();
+    /// hub.publish_metrics();
+    /// let connections = snapshotter.snapshot().into_vec().into_iter().find_map(|(key, _, _, value)| {
+    ///     (key.key().name() == "ssehub_connections").then_some(value)
+    /// });
+    /// assert_eq!(
+    ///     connections,
+    ///     Some(metrics_util::debugging::DebugValue::Gauge(1.0.into()))
+    /// );
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        if self.shared.config.metrics {
+            crate::metrics::publish(&self.shared);
+        }
+    }
+
     /// Logs [`Hub::stats`] at `info` level through `tracing` (the seed's `PrintPushStats`).
     ///
     /// ```
@@ -585,6 +661,28 @@ impl Hub {
 }
 
 impl Shared {
+    /// With metrics on, the clock now (what a push or a store commit is timed from); otherwise
+    /// `None`, and no clock is read.
+    #[inline]
+    pub(crate) fn metrics_now(&self) -> Option<Instant> {
+        #[cfg(feature = "metrics")]
+        if self.config.metrics {
+            return Some(Instant::now());
+        }
+        None
+    }
+
+    /// Counts a push call under its outcome, with metrics on.
+    #[inline]
+    fn count_push(&self, result: &Result<PushReceipt, PushError>) {
+        #[cfg(feature = "metrics")]
+        if self.config.metrics {
+            crate::metrics::count_push(result);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = result;
+    }
+
     /// The id generator, locked: take it once for all the events of a push (or a batch).
     pub(crate) fn ids(&self) -> Ids<'_> {
         Ids(self.ids.lock().unwrap_or_else(PoisonError::into_inner))

@@ -36,6 +36,8 @@ mod delivery;
 mod error;
 mod hub;
 mod limits;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod outbox;
 pub mod push_api;
 mod registry;

@@ -211,6 +211,17 @@ impl Registry {
         all
     }
 
+    /// The bytes waiting in every connection's outbox: each shard locked in turn, and each
+    /// outbox under it (the order pushes take them in), briefly.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn queued_bytes(&self) -> usize {
+        let mut bytes = 0;
+        for index in 0..self.shards.len() {
+            self.for_shard(index, |connection| bytes += connection.queued_bytes());
+        }
+        bytes
+    }
+
     pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::Acquire)
     }

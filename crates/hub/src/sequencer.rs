@@ -21,6 +21,7 @@ use bytes::Bytes;
 use ssehub_wire::{Event, Utf8Bytes};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::PushError;
 use crate::delivery::Tally;
@@ -55,6 +56,8 @@ pub(crate) struct Submission {
     /// publisher gave one.
     events: Vec<Event>,
     reply: oneshot::Sender<Result<Committed, PushError>>,
+    /// When the push was called, with metrics on.
+    pushed: Option<Instant>,
     /// Its share of the queue's byte budget, given back once it is answered.
     _bytes: OwnedSemaphorePermit,
 }
@@ -91,10 +94,11 @@ impl Sequencer {
         shared: &Arc<Shared>,
         recipients: Recipients,
         events: Vec<Event>,
+        pushed: Option<Instant>,
     ) -> Result<Committed, PushError> {
         self.start(shared);
         let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.submit(recipients, events))
+        tokio::time::timeout(timeout, self.submit(recipients, events, pushed))
             .await
             .map_err(|_| PushError::StoreTimeout { after: timeout })?
     }
@@ -103,6 +107,7 @@ impl Sequencer {
         &self,
         recipients: Recipients,
         events: Vec<Event>,
+        pushed: Option<Instant>,
     ) -> Result<Committed, PushError> {
         let stopped = || {
             PushError::Store(StoreError::backend(
@@ -120,6 +125,7 @@ impl Sequencer {
             recipients,
             events,
             reply,
+            pushed,
             _bytes: bytes,
         };
         self.submissions
@@ -196,7 +202,15 @@ async fn commit(
                 seq += 1;
             }
         }
+        let records_len = records.len();
+        let started = shared.metrics_now();
         let saved = isolated(&store, |store| async move { store.save(&records).await }).await;
+        #[cfg(feature = "metrics")]
+        if let Some(started) = started {
+            crate::metrics::record_store_commit(started.elapsed(), records_len);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (started, records_len);
         if let Err(error) = saved {
             next_seq = None;
             refuse(&mut batch, &error);
@@ -206,7 +220,12 @@ async fn commit(
         let mut seq = first_seq;
         for (submission, prepared) in batch.drain(..).zip(prepared) {
             let tally = shared
-                .fan_out(&submission.recipients, &prepared.encoded, seq)
+                .fan_out(
+                    &submission.recipients,
+                    &prepared.encoded,
+                    seq,
+                    submission.pushed,
+                )
                 .await;
             seq += prepared.encoded.len() as u64;
             // The pusher may have given up waiting; the push happened all the same.
@@ -350,7 +369,7 @@ mod tests {
         let big = || vec![Event::new("x".repeat(QUEUE_BYTES / 4))];
         let mut queued = Vec::new();
         for _ in 0..4 {
-            let mut submit = Box::pin(sequencer.submit(Recipients::All, big()));
+            let mut submit = Box::pin(sequencer.submit(Recipients::All, big(), None));
             let polled = submit
                 .as_mut()
                 .poll(&mut Context::from_waker(Waker::noop()));
@@ -358,7 +377,7 @@ mod tests {
             queued.push(submit);
         }
         assert_eq!(sequencer.queued_bytes.available_permits(), 0);
-        let mut fifth = Box::pin(sequencer.submit(Recipients::All, big()));
+        let mut fifth = Box::pin(sequencer.submit(Recipients::All, big(), None));
         assert!(
             fifth
                 .as_mut()

@@ -296,6 +296,12 @@ impl Subscription {
         self.connection.topics.iter().map(|topic| &**topic)
     }
 
+    /// The hub this stream belongs to.
+    #[cfg(feature = "server")]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn connection_id(&self) -> u64 {
         self.connection.id
     }
@@ -344,6 +350,11 @@ impl Subscription {
         };
         match drained {
             Poll::Ready(Some(drained)) => {
+                // Set only with metrics on: off, this is the one branch it costs a chunk.
+                #[cfg(feature = "metrics")]
+                if let Some(pushed) = drained.pushed {
+                    crate::metrics::record_push_to_write(&self.shared.published, pushed);
+                }
                 if drained.from_overflow > 0 {
                     self.shared
                         .counters

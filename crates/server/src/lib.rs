@@ -194,7 +194,8 @@ impl Hubserver {
                     retries: config.slow_client_retries,
                 },
                 SlowClient::Disconnect => SlowClientPolicy::Disconnect,
-            });
+            })
+            .metrics(true);
         if let Some(streams) = config.max_streams {
             builder = builder.max_streams(streams);
         }

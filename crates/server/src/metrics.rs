@@ -46,7 +46,8 @@ impl Metrics {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let metrics = ssehub_server::metrics::Metrics::install().unwrap();
-    /// let hub = ssehub_hub::Hub::new();
+    /// // A hub reports its series when built with metrics on (`ssehub serve`'s are).
+    /// let hub = ssehub_hub::Hub::builder().metrics(true).build().unwrap();
     /// assert!(metrics.render(&hub).contains("ssehub_connections"));
     /// # }
     /// ```
@@ -61,6 +62,7 @@ impl Metrics {
                 metrics::set_global_recorder(recorder).map_err(|_| {
                     MetricsError("another metrics recorder is installed in this process".to_owned())
                 })?;
+                ssehub_hub::metrics::describe();
                 let upkeep = handle.clone();
                 tokio::spawn(async move {
                     let mut interval = tokio::time::interval(UPKEEP);
@@ -77,11 +79,7 @@ impl Metrics {
 
     /// The Prometheus text of every series, the hub's current state included.
     pub fn render(&self, hub: &Hub) -> String {
-        // TODO(hub-metrics): hub.publish_metrics() once the hub emits its own series.
-        let stats = hub.stats();
-        metrics::gauge!("ssehub_connections").set(stats.connections as f64);
-        metrics::gauge!("ssehub_users").set(stats.online_users as f64);
-        metrics::gauge!("ssehub_topics").set(stats.topics as f64);
+        hub.publish_metrics();
         self.handle.render()
     }
 }

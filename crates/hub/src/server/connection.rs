@@ -212,6 +212,7 @@ async fn start_events(
     Decision::Stream(Box::pin(EventStream::new(
         socket,
         subscription,
+        &inner.hub,
         head.freeze(),
         inner.write_timeout,
     )))

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::Subscription;
+use crate::hub::Shared;
+use crate::{Hub, Subscription};
 
 /// How many bytes a client may send after its request before it is cut off: an event-stream
 /// client has nothing more to say, and what it sends is read only to be thrown away.
@@ -26,8 +28,8 @@ const MAX_DISCARDED: usize = 64 * 1024;
 /// the stack and dropped.
 pub(super) struct EventStream {
     socket: TcpStream,
-    /// `None` once the hub ended the stream (and the subscription was dropped).
-    subscription: Option<Subscription>,
+    /// The subscription, until the hub ends the stream.
+    feed: Feed,
     /// What is left to write of the current chunk.
     pending: Bytes,
     write_timeout: Duration,
@@ -46,6 +48,14 @@ pub(super) struct EventStream {
     /// Whether the head is still to be joined with the opening chunk.
     opening: bool,
     discarded: usize,
+}
+
+/// Where a stream's chunks come from.
+enum Feed {
+    Live(Subscription),
+    /// The hub ended the stream (or there was none): the subscription is dropped, and only the
+    /// hub is kept, to count a reset. No bigger than `Live`: an idle stream pays nothing for it.
+    Ended(Arc<Shared>),
 }
 
 /// The watch on the kernel's send queue while it holds bytes.
@@ -102,6 +112,7 @@ impl EventStream {
     pub(super) fn new(
         socket: TcpStream,
         subscription: Option<Subscription>,
+        hub: &Hub,
         head: Bytes,
         write_timeout: Duration,
     ) -> Self {
@@ -113,9 +124,13 @@ impl EventStream {
         if let Err(error) = socket2::SockRef::from(&socket).set_tcp_user_timeout(None) {
             tracing::debug!(%error, "could not clear TCP_USER_TIMEOUT on an event stream");
         }
+        let feed = match subscription {
+            Some(subscription) => Feed::Live(subscription),
+            None => Feed::Ended(Arc::clone(hub.shared())),
+        };
         Self {
             socket,
-            subscription,
+            feed,
             pending: head,
             write_timeout,
             stall: None,
@@ -131,7 +146,7 @@ impl EventStream {
     /// client gets both in one write.
     fn join_opening(&mut self, cx: &mut Context<'_>) {
         self.opening = false;
-        let Some(subscription) = &mut self.subscription else {
+        let Feed::Live(subscription) = &mut self.feed else {
             return;
         };
         if let Poll::Ready(Some(chunk)) = Pin::new(subscription).poll_next(cx) {
@@ -173,18 +188,18 @@ impl EventStream {
         }
         loop {
             if self.pending.is_empty() {
-                let Some(subscription) = &mut self.subscription else {
+                let Feed::Live(subscription) = &mut self.feed else {
                     return match Pin::new(&mut self.socket).poll_shutdown(cx) {
                         Poll::Ready(Ok(())) => Poll::Ready(End::Hub),
                         Poll::Ready(Err(error)) => Poll::Ready(End::Io(error)),
                         Poll::Pending => Poll::Pending,
                     };
                 };
-                match Pin::new(subscription).poll_next(cx) {
+                match Pin::new(&mut *subscription).poll_next(cx) {
                     Poll::Ready(Some(chunk)) => self.pending = chunk,
                     Poll::Ready(None) => {
                         // Leaves the hub now: `Hub::close` waits for this.
-                        self.subscription = None;
+                        self.feed = Feed::Ended(Arc::clone(subscription.shared()));
                         continue;
                     }
                     Poll::Pending => return Poll::Pending,
@@ -311,6 +326,11 @@ impl Future for EventStream {
             // TCP_USER_TIMEOUT counts a zero window too), leaving the client waiting for ever.
             // A reset reaches it at once; it reconnects and resumes from its Last-Event-ID.
             let _ = socket2::SockRef::from(&this.socket).set_linger(Some(Duration::ZERO));
+            let hub = match &this.feed {
+                Feed::Live(subscription) => subscription.shared(),
+                Feed::Ended(hub) => hub,
+            };
+            hub.counters.add_stalled_reset();
         }
         end
     }
