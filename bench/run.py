@@ -62,8 +62,8 @@ class Scenario:
     # uids, round-robin (`{client}` in the stream URL, `--uids-per-push` K).
     mode: str = "broadcast"
     uids_per_push: int = 1
-    # The highest rate of --umax-rates that keeps p99 <= --umax-p99 with nothing lost (`rate`
-    # unused): see `search`.
+    # A search: the highest rate of --umax-rates that keeps p99 <= --umax-p99 with nothing lost
+    # (`rate` unused; see `search_verdict` and bench/README.md).
     search: bool = False
 
 
@@ -819,6 +819,9 @@ def report(
         "Ratio rows: ssehub ÷ baseline (efficiency, delivered/s: above 1 is better; p99, memory: "
         "below 1 is better).",
     ]
+    if all(scenario.search for scenario in scenarios):
+        # Only searches: their own table, after the machine and source lines.
+        lines = lines[:2]
     return "\n".join(lines + searches)
 
 
@@ -843,11 +846,15 @@ def search_verdict(record: dict, p99_limit: float) -> str:
 def search_table(records: list[dict], scenario: Scenario, servers: list[str]) -> list[str]:
     """The table of a search scenario (umax): per server, the highest rate that passed (median
     over the runs), the figures of that step, and where and why each run's search stopped."""
-    steps = [r for r in records if r["scenario"] == scenario.key and "search" in r]
+    # A step tried again (p99 over on the first attempt) counts by its second attempt.
+    steps = [
+        r for r in records
+        if r["scenario"] == scenario.key and "search" in r and not r["search"].get("superseded")
+    ]
     if not steps:
         return []
     limit = steps[0]["search"]["p99_limit"]
-    top = max(r["search"]["rate"] for r in steps)
+    top = max(steps[0]["search"].get("ladder") or [r["search"]["rate"] for r in steps])
     lines = [
         "",
         f"{scenario.title}: the highest rate of the ladder that every step up to it passed with "
@@ -1122,22 +1129,31 @@ def main() -> int:
                         continue
                     # A search: each rate in turn, for each server still in; a server leaves at
                     # its first failing rate.
+                    # A step that fails on p99 alone is tried once more (a fresh server): on a
+                    # shared machine one noisy moment should not end a search.
                     active = list(names)
                     for rate in args.umax_rates:
                         for name in list(active):
-                            record = one_run(
-                                args, paths, servers[name], scenario, run, procs, logdir,
-                                workdirs, rate,
-                            )
-                            why = search_verdict(record, args.umax_p99)
-                            record["search"] = {
-                                "rate": rate, "passed": not why, "why": why,
-                                "p99_limit": args.umax_p99,
-                            }
+                            for attempt in (1, 2):
+                                record = one_run(
+                                    args, paths, servers[name], scenario, run, procs, logdir,
+                                    workdirs, rate,
+                                )
+                                why = search_verdict(record, args.umax_p99)
+                                again = attempt == 1 and why.startswith("p99")
+                                record["search"] = {
+                                    "rate": rate, "passed": not why, "why": why,
+                                    "p99_limit": args.umax_p99, "ladder": args.umax_rates,
+                                    "attempt": attempt,
+                                    "superseded": again,
+                                }
+                                note = ("passed: " if not why else "p99 over, once more: "
+                                        if again else f"stops here ({why}): ")
+                                keep(record, f"{scenario.key}-{name}-{run}-{rate}", note)
+                                if not again:
+                                    break
                             if why:
                                 active.remove(name)
-                            keep(record, f"{scenario.key}-{name}-{run}-{rate}",
-                                 "passed: " if not why else f"stops here ({why}): ")
                         if not active:
                             break
         print(report(records, scenarios, args.server_names, machine, source))
