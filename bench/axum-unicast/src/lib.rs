@@ -76,10 +76,14 @@ type Shared = Arc<Mutex<Hub>>;
 
 /// The router: `GET /events?uid=U` and `POST /push` over a new, empty map.
 pub fn app() -> Router {
+    app_with(Shared::default())
+}
+
+fn app_with(hub: Shared) -> Router {
     Router::new()
         .route("/events", get(events))
         .route("/push", post(push))
-        .with_state(Shared::default())
+        .with_state(hub)
 }
 
 /// Serves [`app`] on `listener` until the process ends.
@@ -157,5 +161,53 @@ async fn push(State(hub): State<Shared>, Json(push): Json<Push>) {
                 let _ = sender.try_send(event.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    fn open(hub: &Shared) -> usize {
+        let hub = hub.lock().unwrap_or_else(PoisonError::into_inner);
+        hub.connections.values().map(Vec::len).sum()
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_leaves_the_map() {
+        let hub = Shared::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, app_with(hub.clone())).into_future());
+
+        let mut streams = Vec::new();
+        for uid in ["c1", "c1", "c2"] {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET /events?uid={uid} HTTP/1.1\r\nHost: test\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            // The response head: the connection is in the map.
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            streams.push(stream);
+        }
+        assert_eq!(open(&hub), 3);
+        drop(streams.remove(0));
+        drop(streams.remove(1));
+        // The server notices each close and drops its stream, and with it the registration.
+        for _ in 0..500 {
+            if open(&hub) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let hub = hub.lock().unwrap();
+        assert_eq!(hub.connections.len(), 1, "c2 left, its entry too");
+        assert_eq!(hub.connections.get("c1").map(Vec::len), Some(1));
     }
 }
