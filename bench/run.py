@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Runs the comparison benchmark of issue 6: ssehub against its baselines, on equal terms.
 
-    python3 bench/run.py                        # everything: builds, 4 servers x 4 scenarios x 3 runs
+    python3 bench/run.py                        # everything: builds, 5 servers x 7 scenarios x 3 runs
     python3 bench/run.py --servers ssehub,axum-broadcast --scenarios a,b --runs 1 --duration 5
+    python3 bench/run.py --scenarios u1 --scale 0.01 --runs 1 --duration 2   # a tiny uni-cast run
     python3 bench/run.py --smoke                # one push to one subscriber per server, no load
+
+Broadcast scenarios (a-d) push every event to every client; uni-cast ones (u1, u10, umax, issue
+16) address each push to 1 or 10 clients' uids. A server takes part in the scenarios whose mode
+it supports (axum-broadcast only broadcast, axum-unicast only uni-cast).
 
 For each scenario, each run and each server (in that order, so that slow drift of a shared machine
 touches every server alike) it starts a fresh server pinned to core 0 (`taskset -c 0`), waits until
@@ -53,6 +58,13 @@ class Scenario:
     clients: int
     rate: int  # pushes per second; 0 = idle connections, memory only
     title: str
+    # "broadcast": every push to every client; "unicast": each push to `uids_per_push` clients'
+    # uids, round-robin (`{client}` in the stream URL, `--uids-per-push` K).
+    mode: str = "broadcast"
+    uids_per_push: int = 1
+    # A search: the highest rate of --umax-rates that keeps p99 <= --umax-p99 with nothing lost
+    # (`rate` unused; see `search_verdict` and bench/README.md).
+    search: bool = False
 
 
 SCENARIOS = {
@@ -60,11 +72,34 @@ SCENARIOS = {
     "b": Scenario("b", 1_000, 1_000, "1,000 clients x 1,000 pushes/s"),
     "c": Scenario("c", 10_000, 10, "10,000 clients x 10 pushes/s"),
     "d": Scenario("d", 10_000, 0, "10,000 idle connections (memory)"),
+    "u1": Scenario("u1", 10_000, 2_000, "uni-cast: 10,000 clients x 2,000 pushes/s, 1 uid a push",
+                   mode="unicast", uids_per_push=1),
+    "u10": Scenario("u10", 10_000, 2_000,
+                    "uni-cast: 10,000 clients x 2,000 pushes/s, 10 uids a push",
+                    mode="unicast", uids_per_push=10),
+    "umax": Scenario("umax", 10_000, 0, "uni-cast: 10,000 clients, highest push rate, 1 uid a push",
+                     mode="unicast", uids_per_push=1, search=True),
 }
+
+# The rates `umax` tries, in order, and its latency bound (--umax-rates, --umax-p99).
+UMAX_RATES = [1_000, 2_000, 5_000, 10_000, 20_000]
+UMAX_P99_MS = 50.0
 
 
 # The batch delay of the ssehub-batched server, in ms (--batch-delay-ms).
 BATCH_DELAY_MS = 5
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """How a uni-cast run reaches a server: the stream URL with `{client}` (client i subscribes
+    as uid `c<i>`), the push URL and body (`{uid}`, `{uids:c}`: see `ssehub bench --help`), and
+    the push headers (the content type)."""
+
+    sse_url: str
+    push_url: str
+    body: str
+    headers: list[str]
 
 
 @dataclass
@@ -75,14 +110,25 @@ class Server:
     port: int
     body: str
     headers: list[str] = field(default_factory=list)
+    # Takes part in the broadcast scenarios (a-d).
+    broadcast: bool = True
+    # How the uni-cast scenarios address it; None: it has no uni-cast.
+    unicast: Addressing | None = None
 
-    def command(self, paths: dict[str, Path], workdir: Path) -> list[str]:
+    def supports(self, mode: str) -> bool:
+        return self.broadcast if mode == "broadcast" else self.unicast is not None
+
+    def command(self, paths: dict[str, Path], workdir: Path, mode: str = "broadcast") -> list[str]:
         if self.name in ("ssehub", "ssehub-store", "ssehub-batched"):
             return [str(paths["ssehub-server"])]
         if self.name == "axum-broadcast":
             return [str(paths["axum-broadcast"])]
+        if self.name == "axum-unicast":
+            return [str(paths["axum-unicast"])]
         if self.name == "nginx-nchan":
-            return [str(BENCH / "nchan" / "run-nginx.sh"), str(self.port), str(workdir)]
+            # Uni-cast: the same nginx with a channel per user (nginx-unicast.conf.template).
+            template = "nginx-unicast.conf.template" if mode == "unicast" else "nginx.conf.template"
+            return [str(BENCH / "nchan" / "run-nginx.sh"), str(self.port), str(workdir), template]
         raise ValueError(self.name)
 
     def sse_url(self) -> str:
@@ -94,24 +140,53 @@ class Server:
 
 def make_servers(port_base: int) -> dict[str, Server]:
     ssehub_body = json.dumps({"events": [{"data": DATA_TEMPLATE}]}, separators=(",", ":"))
+    # The ssehub push API with the push's uids (`{uids:c}`: "c17","c42"), for ssehub and for
+    # axum-unicast, which takes the same JSON.
+    json_unicast_body = '{"uids":[{uids:c}],"events":' + json.dumps(
+        [{"data": DATA_TEMPLATE}], separators=(",", ":")
+    ) + "}"
+    json_headers = ["Content-Type: application/json"]
+
+    def json_unicast(port: int) -> Addressing:
+        return Addressing(
+            f"http://127.0.0.1:{port}/events?uid=c{{client}}", f"http://127.0.0.1:{port}/push",
+            json_unicast_body, json_headers,
+        )
+
     return {
-        # The hub's example server: JSON push API, no `uids` broadcasts to every connection.
-        "ssehub": Server("ssehub", port_base, ssehub_body, ["Content-Type: application/json"]),
+        # The hub's example server: JSON push API, no `uids` broadcasts to every connection;
+        # uni-cast: `?uid=` on the stream, `uids` in the push.
+        "ssehub": Server("ssehub", port_base, ssehub_body, json_headers,
+                         unicast=json_unicast(port_base)),
         # The same with every push saved on disk first (RedbStore, resend on): the price of history.
         "ssehub-store": Server(
-            "ssehub-store", port_base + 3, ssehub_body, ["Content-Type: application/json"]
+            "ssehub-store", port_base + 3, ssehub_body, json_headers,
+            unicast=json_unicast(port_base + 3),
         ),
         # The same in memory with `batch_delay` (--batch-delay-ms, 5 by default): up to that much
         # more latency, fewer writes.
         "ssehub-batched": Server(
-            "ssehub-batched", port_base + 4, ssehub_body, ["Content-Type: application/json"]
+            "ssehub-batched", port_base + 4, ssehub_body, json_headers,
+            unicast=json_unicast(port_base + 4),
         ),
         # The raw body is the event's data.
         "axum-broadcast": Server(
             "axum-broadcast", port_base + 1, DATA_TEMPLATE, ["Content-Type: text/plain"]
         ),
+        # Uni-cast only: the same JSON as ssehub's.
+        "axum-unicast": Server(
+            "axum-unicast", port_base + 5, json_unicast_body, json_headers, broadcast=False,
+            unicast=json_unicast(port_base + 5),
+        ),
+        # Uni-cast: a channel per uid, named in the push URL (several: comma-separated, one
+        # request); the raw body is the event's data.
         "nginx-nchan": Server(
-            "nginx-nchan", port_base + 2, DATA_TEMPLATE, ["Content-Type: text/plain"]
+            "nginx-nchan", port_base + 2, DATA_TEMPLATE, ["Content-Type: text/plain"],
+            unicast=Addressing(
+                f"http://127.0.0.1:{port_base + 2}/events?uid=c{{client}}",
+                f"http://127.0.0.1:{port_base + 2}/push?uid={{uids:c}}",
+                DATA_TEMPLATE, ["Content-Type: text/plain"],
+            ),
         ),
     }
 
@@ -263,7 +338,8 @@ def work_pid(server: Server, process: subprocess.Popen, timeout: float = 5.0) ->
 
 
 def start_server(
-    server: Server, paths: dict[str, Path], procs: Processes, logdir: Path, label: str
+    server: Server, paths: dict[str, Path], procs: Processes, logdir: Path, label: str,
+    mode: str = "broadcast",
 ) -> tuple[subprocess.Popen, int, Path]:
     """Starts `server` pinned to core 0 and waits until it accepts; returns it, the pid that does
     the work and its temp dir (remove it after stopping the server)."""
@@ -281,7 +357,7 @@ def start_server(
         env["DATA_DIR"] = str(workdir / "data")
     if server.name == "ssehub-batched":
         env["BATCH_DELAY_MS"] = str(BATCH_DELAY_MS)
-    argv = ["taskset", "-c", "0", *server.command(paths, workdir)]
+    argv = ["taskset", "-c", "0", *server.command(paths, workdir, mode)]
     process = None
     try:
         with open(logdir / f"{label}.log", "wb") as log:
@@ -314,7 +390,8 @@ def cargo_target_dir() -> Path:
 def build(skip: bool) -> dict[str, Path]:
     if not skip:
         for argv in (
-            ["cargo", "build", "--release", "-p", "ssehub", "-p", "axum-broadcast"],
+            ["cargo", "build", "--release", "-p", "ssehub", "-p", "axum-broadcast", "-p",
+             "axum-unicast"],
             ["cargo", "build", "--release", "-p", "ssehub-hub", "--example", "server"],
         ):
             print("+", " ".join(argv), file=sys.stderr, flush=True)
@@ -324,6 +401,7 @@ def build(skip: bool) -> dict[str, Path]:
         "generator": release / "ssehub",
         "ssehub-server": release / "examples" / "server",
         "axum-broadcast": release / "axum-broadcast",
+        "axum-unicast": release / "axum-unicast",
     }
 
 
@@ -342,23 +420,35 @@ def check_generator(generator: Path) -> None:
 # One run
 
 
+def scaled_clients(args: argparse.Namespace, scenario: Scenario) -> int:
+    """The scenario's clients times --scale (at least 1, and at least K of a uni-cast push)."""
+    return max(round(scenario.clients * args.scale), scenario.uids_per_push, 1)
+
+
 def run_generator(
     args: argparse.Namespace, generator: Path, server: Server, scenario: Scenario, pid: int,
-    procs: Processes, log_path: Path,
+    procs: Processes, log_path: Path, rate: int,
 ) -> tuple[dict | None, dict, str]:
+    unicast = server.unicast if scenario.mode == "unicast" else None
     argv = [
         "taskset", "-c", "1", str(generator), "bench",
-        "--sse-url", server.sse_url(),
-        "--clients", str(scenario.clients),
-        "--rate", str(scenario.rate),
+        "--sse-url", unicast.sse_url if unicast else server.sse_url(),
+        "--clients", str(scaled_clients(args, scenario)),
+        "--rate", str(rate),
         "--duration", str(args.duration),
         "--warmup", str(args.warmup),
         "--server-pid", str(pid),
         "--threads", str(args.generator_threads),
     ]
-    if scenario.rate > 0:
-        argv += ["--push-url", server.push_url(), "--body", server.body]
-        for header in server.headers:
+    if rate > 0:
+        if unicast:
+            argv += ["--push-url", unicast.push_url, "--body", unicast.body,
+                     "--uids-per-push", str(scenario.uids_per_push)]
+            headers = unicast.headers
+        else:
+            argv += ["--push-url", server.push_url(), "--body", server.body]
+            headers = server.headers
+        for header in headers:
             argv += ["-H", header]
     argv += args.generator_arg
     # CPU use during the run: the generator's (what the children reaped meanwhile used: the
@@ -389,7 +479,10 @@ def run_generator(
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        return None, load, f"the generator exited with {process.returncode}: {' | '.join(tail)}"
+        # A uni-cast run that lost or misdelivered events exits 1 after its JSON line: kept, for
+        # the record (the run still counts as failed).
+        result = json.loads(lines[-1]) if lines else None
+        return result, load, f"the generator exited with {process.returncode}: {' | '.join(tail)}"
     return json.loads(lines[-1]), load, ""
 
 
@@ -397,46 +490,104 @@ def run_generator(
 # Smoke test: one subscriber, one push, per server (no generator needed)
 
 
-def smoke(server: Server, seq: int = 7) -> str:
-    """Subscribes with a raw socket, pushes one event, checks that its data comes back."""
+def subscribe(port: int, path: str) -> tuple[socket.socket, bytes]:
+    """A raw subscriber: sends the GET, reads the response head, checks for a 200."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
+    seen = b""
+    while b"\r\n\r\n" not in seen:
+        chunk = sock.recv(4096)
+        if not chunk:
+            sock.close()
+            raise RuntimeError(f"subscriber closed: {seen!r}")
+        seen += chunk
+    head = seen.split(b"\r\n", 1)[0]
+    if b" 200 " not in head:
+        sock.close()
+        raise RuntimeError(f"subscriber got {head!r}")
+    return sock, seen
+
+
+def has_event(seen: bytes, seq: int, ts: int) -> bytes | None:
+    """The `data:` line of push `seq` stamped `ts`, if `seen` has it."""
+    for line in seen.split(b"\n"):
+        if line.startswith(b"data:"):
+            if re.findall(rb"\d+", line)[:2] == [str(seq).encode(), str(ts).encode()]:
+                return line
+    return None
+
+
+def read_for(sock: socket.socket, seen: bytes, until, secs: float) -> bytes:
+    """Reads into `seen` until `until(seen)` or `secs` pass; returns what was seen."""
+    deadline = time.monotonic() + secs
+    while not until(seen) and time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def url_path(url: str) -> str:
+    """The path and query of an http:// URL."""
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def smoke(server: Server, mode: str = "broadcast", seq: int = 7) -> str:
+    """Subscribes with a raw socket, pushes one event, checks that its data comes back. Uni-cast:
+    subscribes clients 1 and 2, pushes to client 1 only, and checks that 2 does not get it."""
     ts = time.time_ns()
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    try:
-        sock.sendall(
-            b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        seen = b""
-        while b"\r\n\r\n" not in seen:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise RuntimeError(f"subscriber closed: {seen!r}")
-            seen += chunk
-        head = seen.split(b"\r\n", 1)[0]
-        if b" 200 " not in head:
-            raise RuntimeError(f"subscriber got {head!r}")
+    unicast = server.unicast if mode == "unicast" else None
+    if unicast:
+        # As `ssehub bench` renders them for client 1: `{uid}` is 1, `{uids:c}` is "c1" in a body
+        # and c1 in a URL.
+        def render(text: str, url: bool) -> str:
+            text = re.sub(r"\{uids:([^{}]*)\}", (r"\g<1>1" if url else r'"\g<1>1"'), text)
+            text = text.replace("{uids}", "1" if url else '"1"').replace("{uid}", "1")
+            return text.replace("{seq}", str(seq)).replace("{ts}", str(ts))
+
+        paths = [url_path(unicast.sse_url).replace("{client}", str(i)) for i in (1, 2)]
+        push_path = render(url_path(unicast.push_url), True)
+        body = render(unicast.body, False)
+        headers = dict(h.split(": ", 1) for h in unicast.headers)
+    else:
+        paths = ["/events"]
+        push_path = "/push"
         body = server.body.replace("{seq}", str(seq)).replace("{ts}", str(ts))
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         headers = dict(h.split(": ", 1) for h in server.headers)
-        connection.request("POST", "/push", body=body.encode(), headers=headers)
+    subscribers = []
+    try:
+        for path in paths:
+            subscribers.append(list(subscribe(server.port, path)))
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.request("POST", push_path, body=body.encode(), headers=headers)
         answer = connection.getresponse()
         answer.read()
         connection.close()
         if not 200 <= answer.status < 300:
             raise RuntimeError(f"push answered {answer.status}")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            for line in seen.split(b"\n"):
-                if line.startswith(b"data:"):
-                    runs = re.findall(rb"\d+", line)
-                    if runs[:2] == [str(seq).encode(), str(ts).encode()]:
-                        return f"push {answer.status}, event delivered: {line[:60].decode()}..."
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            seen += chunk
-        raise RuntimeError(f"the event did not arrive; got {seen[-300:]!r}")
+        sock, seen = subscribers[0]
+        seen = read_for(sock, seen, lambda seen: has_event(seen, seq, ts), 5)
+        line = has_event(seen, seq, ts)
+        if line is None:
+            raise RuntimeError(f"the event did not arrive; got {seen[-300:]!r}")
+        verdict = f"push {answer.status}, event delivered: {line[:60].decode()}..."
+        if unicast:
+            other, other_seen = subscribers[1]
+            other_seen = read_for(other, other_seen, lambda seen: has_event(seen, seq, ts), 0.5)
+            if has_event(other_seen, seq, ts):
+                raise RuntimeError("client 2 got the push for client 1")
+            verdict = f"uni-cast {push_path}: {verdict}; not to another uid"
+        return verdict
     finally:
-        sock.close()
+        for sock, _ in subscribers:
+            sock.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,7 +756,11 @@ def report(
         "| runs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    searches: list[str] = []
     for scenario in scenarios:
+        if scenario.search:
+            searches += search_table(records, scenario, servers)
+            continue
         medians: dict[str, dict[str, float | None]] = {}
         for name in servers:
             runs = [r for r in records if r["scenario"] == scenario.key and r["server"] == name]
@@ -664,7 +819,90 @@ def report(
         "Ratio rows: ssehub ÷ baseline (efficiency, delivered/s: above 1 is better; p99, memory: "
         "below 1 is better).",
     ]
-    return "\n".join(lines)
+    if all(scenario.search for scenario in scenarios):
+        # Only searches: their own table, after the machine and source lines.
+        lines = lines[:2]
+    return "\n".join(lines + searches)
+
+
+def search_verdict(record: dict, p99_limit: float) -> str:
+    """Why a step of a search failed, or "" if it passed: an error (the generator fails a
+    uni-cast run on any loss, misdelivery or duplicate), a push refused, unanswered or not sent,
+    or a p99 over the bound."""
+    result = record.get("result")
+    if "error" in record or not result:
+        return record.get("error", "no result")
+    for key in ("lost", "misdelivered", "duplicates", "push_errors"):
+        if result.get(key):
+            return f"{result[key]} {key.replace('_', ' ')}"
+    if result.get("pushes_sent", 0) < result.get("pushes_planned", 0):
+        return f"{result.get('pushes_sent')} of {result.get('pushes_planned')} pushes sent"
+    p99 = (result.get("latency_ms") or {}).get("p99")
+    if p99 is None or p99 > p99_limit:
+        return f"p99 {ms(p99)} > {ms(p99_limit)}"
+    return ""
+
+
+def search_table(records: list[dict], scenario: Scenario, servers: list[str]) -> list[str]:
+    """The table of a search scenario (umax): per server, the highest rate that passed (median
+    over the runs), the figures of that step, and where and why each run's search stopped."""
+    # A step tried again (p99 over on the first attempt) counts by its second attempt.
+    steps = [
+        r for r in records
+        if r["scenario"] == scenario.key and "search" in r and not r["search"].get("superseded")
+    ]
+    if not steps:
+        return []
+    limit = steps[0]["search"]["p99_limit"]
+    top = max(steps[0]["search"].get("ladder") or [r["search"]["rate"] for r in steps])
+    lines = [
+        "",
+        f"{scenario.title}: the highest rate of the ladder that every step up to it passed with "
+        f"p99 <= {ms(limit)} and nothing lost, misdelivered, refused or unsent (≥: the ladder's "
+        f"top, {si(top)}/s, passed too: the limit is higher). Figures of that step, medians of "
+        "the runs.",
+        "",
+        "| server | highest rate (pushes/s) | p99 there | delivered/s there | server CPU there "
+        "| generator CPU there | stopped at | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    best: dict[str, float | None] = {}
+    for name in servers:
+        mine = [r for r in steps if r["server"] == name]
+        if not mine:
+            continue
+        runs = sorted({r["run"] for r in mine})
+        rates, passed_steps, stops = [], [], []
+        for run in runs:
+            ladder = sorted((r for r in mine if r["run"] == run), key=lambda r: r["search"]["rate"])
+            passed = [r for r in ladder if r["search"]["passed"]]
+            failed = [r for r in ladder if not r["search"]["passed"]]
+            rates.append(passed[-1]["search"]["rate"] if passed else 0)
+            if passed:
+                passed_steps.append(metrics(passed[-1]))
+            if failed:
+                why = failed[0]["search"]["why"].replace("|", "/")[:80]
+                stops.append(f"{si(failed[0]['search']['rate'])}/s: {why}")
+            else:
+                stops.append("–")
+        rate = median(rates)
+        best[name] = rate
+        at_top = all(r == top for r in rates)
+        cells = [
+            ("≥ " if at_top else "") + si(rate) + (span(rates, si) if len(set(rates)) > 1 else ""),
+            ms(median([m["p99"] for m in passed_steps])),
+            si(median([m["delivered"] for m in passed_steps])),
+            pct(median([m["server_cpu"] for m in passed_steps])),
+            pct(median([m["generator_cpu"] for m in passed_steps])),
+            "; ".join(stops),
+            str(len(runs)),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    ours = best.get("ssehub")
+    for name, theirs in best.items():
+        if name != "ssehub" and ours is not None:
+            lines.append(f"| *ssehub ÷ {name}* | {ratio(ours, theirs)} | | | | | | |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -676,13 +914,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per scenario and server (default 3)")
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load before measuring (default 2)")
-    parser.add_argument("--servers", default="ssehub,ssehub-store,axum-broadcast,nginx-nchan",
-                        help="comma-separated subset of ssehub,ssehub-store,ssehub-batched,axum-broadcast,nginx-nchan")
+    parser.add_argument("--servers", default="ssehub,ssehub-store,axum-broadcast,axum-unicast,nginx-nchan",
+                        help="comma-separated subset of ssehub,ssehub-store,ssehub-batched,"
+                        "axum-broadcast,axum-unicast,nginx-nchan (each runs the scenarios of its modes)")
     parser.add_argument("--batch-delay-ms", type=int, default=5,
                         help="the batch delay of ssehub-batched, in ms (default 5)")
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--scenarios", default="a,b,c,d,u1,u10,umax",
+                        help="comma-separated subset of a,b,c,d,u1,u10,umax")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every scenario's clients by this (e.g. 0.01 for a smoke "
+                        "run; default 1)")
+    parser.add_argument("--umax-rates", default=",".join(str(r) for r in UMAX_RATES),
+                        help="the push rates umax tries, in order (default "
+                        f"{','.join(str(r) for r in UMAX_RATES)})")
+    parser.add_argument("--umax-p99", type=float, default=UMAX_P99_MS,
+                        help=f"umax's latency bound: p99 in ms (default {UMAX_P99_MS:g})")
     parser.add_argument("--port-base", type=int, default=18181,
-                        help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2")
+                        help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2, "
+                        "ssehub-store +3, ssehub-batched +4, axum-unicast +5")
     parser.add_argument("--generator", type=Path, help="the ssehub binary with `bench` (default: the one built)")
     parser.add_argument("--generator-threads", type=int, default=1,
                         help="--threads for the generator (default 1: it has one core)")
@@ -707,29 +956,43 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown server or scenario: {', '.join(unknown)}")
     if args.runs < 1 or args.duration < 1:
         parser.error("--runs and --duration must be at least 1")
+    if not args.scale > 0:
+        parser.error("--scale must be above 0")
+    try:
+        args.umax_rates = [int(r) for r in args.umax_rates.split(",") if r.strip()]
+    except ValueError:
+        parser.error("--umax-rates must be comma-separated whole numbers")
+    if not args.umax_rates or min(args.umax_rates) < 1 or args.umax_rates != sorted(args.umax_rates):
+        parser.error("--umax-rates must be rates of at least 1, in increasing order")
     return args
 
 
 def one_run(
     args: argparse.Namespace, paths: dict[str, Path], server: Server, scenario: Scenario, run: int,
-    procs: Processes, logdir: Path, workdirs: list[Path],
+    procs: Processes, logdir: Path, workdirs: list[Path], rate: int | None = None,
 ) -> dict:
-    """One run: waits for a quiet machine, starts a fresh server, loads it, stops it."""
-    label = f"{scenario.key}-{server.name}-{run}"
+    """One run: waits for a quiet machine, starts a fresh server, loads it, stops it. `rate`
+    overrides the scenario's (a step of a search)."""
+    rate = scenario.rate if rate is None else rate
+    label = f"{scenario.key}-{server.name}-{run}" + (f"-{rate}" if scenario.search else "")
     record: dict = {
         "scenario": scenario.key, "title": scenario.title, "server": server.name, "run": run,
-        "clients": scenario.clients, "rate": scenario.rate, "duration": args.duration,
-        "warmup": args.warmup,
+        "clients": scaled_clients(args, scenario), "rate": rate, "duration": args.duration,
+        "warmup": args.warmup, "mode": scenario.mode,
     }
+    if scenario.mode == "unicast":
+        record["uids_per_push"] = scenario.uids_per_push
     if args.quiet_wait:
         record["others_before"] = round(wait_for_quiet(args.quiet_wait), 3)
     process = None
     try:
-        process, pid, workdir = start_server(server, paths, procs, logdir, f"{label}-server")
+        process, pid, workdir = start_server(
+            server, paths, procs, logdir, f"{label}-server", scenario.mode
+        )
         workdirs.append(workdir)
         result, load, error = run_generator(
             args, paths["generator"], server, scenario, pid, procs,
-            logdir / f"{label}-generator.log",
+            logdir / f"{label}-generator.log", rate,
         )
         record.update(result=result, **load)
         if process.poll() is not None:
@@ -796,6 +1059,7 @@ def main() -> int:
     needed = {"generator"} if not args.smoke else set()
     needed |= {"ssehub-server"} if {"ssehub", "ssehub-store", "ssehub-batched"} & set(args.server_names) else set()
     needed |= {"axum-broadcast"} if "axum-broadcast" in args.server_names else set()
+    needed |= {"axum-unicast"} if "axum-unicast" in args.server_names else set()
     missing = [str(paths[key]) for key in sorted(needed) if not paths[key].is_file()]
     if missing:
         sys.exit(
@@ -815,15 +1079,20 @@ def main() -> int:
             failed = 0
             for name in args.server_names:
                 server = servers[name]
-                process, pid, workdir = start_server(server, paths, procs, logdir, f"smoke-{name}")
-                workdirs.append(workdir)
-                try:
-                    print(f"{name} (pid {pid}, port {server.port}): {smoke(server)}")
-                except Exception as error:  # noqa: BLE001 - reported, then the next server
-                    failed += 1
-                    print(f"{name}: FAILED: {error}")
-                finally:
-                    procs.stop(process)
+                for mode in ("broadcast", "unicast"):
+                    if not server.supports(mode):
+                        continue
+                    process, pid, workdir = start_server(
+                        server, paths, procs, logdir, f"smoke-{name}-{mode}", mode
+                    )
+                    workdirs.append(workdir)
+                    try:
+                        print(f"{name} {mode} (pid {pid}, port {server.port}): {smoke(server, mode)}")
+                    except Exception as error:  # noqa: BLE001 - reported, then the next server
+                        failed += 1
+                        print(f"{name} {mode}: FAILED: {error}")
+                    finally:
+                        procs.stop(process)
             return 1 if failed else 0
 
         check_generator(paths["generator"])
@@ -838,16 +1107,55 @@ def main() -> int:
             out.write(
                 json.dumps({"machine": machine, "source": source, "args": sys.argv[1:]}) + "\n"
             )
+            def keep(record: dict, label: str, note: str = "") -> None:
+                records.append(record)
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+                print(f"[{label}] {note}{summary(record)}", file=sys.stderr, flush=True)
+
             for scenario in scenarios:
+                names = [n for n in args.server_names if servers[n].supports(scenario.mode)]
+                if not names:
+                    print(f"[{scenario.key}] no server of --servers has {scenario.mode}; skipped",
+                          file=sys.stderr, flush=True)
+                    continue
                 for run in range(1, args.runs + 1):
-                    for name in args.server_names:
-                        server = servers[name]
-                        label = f"{scenario.key}-{name}-{run}"
-                        record = one_run(args, paths, server, scenario, run, procs, logdir, workdirs)
-                        records.append(record)
-                        out.write(json.dumps(record) + "\n")
-                        out.flush()
-                        print(f"[{label}] {summary(record)}", file=sys.stderr, flush=True)
+                    if not scenario.search:
+                        for name in names:
+                            record = one_run(
+                                args, paths, servers[name], scenario, run, procs, logdir, workdirs
+                            )
+                            keep(record, f"{scenario.key}-{name}-{run}")
+                        continue
+                    # A search: each rate in turn, for each server still in; a server leaves at
+                    # its first failing rate.
+                    # A step that fails on p99 alone is tried once more (a fresh server): on a
+                    # shared machine one noisy moment should not end a search.
+                    active = list(names)
+                    for rate in args.umax_rates:
+                        for name in list(active):
+                            for attempt in (1, 2):
+                                record = one_run(
+                                    args, paths, servers[name], scenario, run, procs, logdir,
+                                    workdirs, rate,
+                                )
+                                why = search_verdict(record, args.umax_p99)
+                                again = attempt == 1 and why.startswith("p99")
+                                record["search"] = {
+                                    "rate": rate, "passed": not why, "why": why,
+                                    "p99_limit": args.umax_p99, "ladder": args.umax_rates,
+                                    "attempt": attempt,
+                                    "superseded": again,
+                                }
+                                note = ("passed: " if not why else "p99 over, once more: "
+                                        if again else f"stops here ({why}): ")
+                                keep(record, f"{scenario.key}-{name}-{run}-{rate}", note)
+                                if not again:
+                                    break
+                            if why:
+                                active.remove(name)
+                        if not active:
+                            break
         print(report(records, scenarios, args.server_names, machine, source))
         return 0
     finally:

@@ -701,18 +701,16 @@ async fn unicast_pushes_to_the_wrong_uids_are_lost_and_fail_the_run() {
 
 #[tokio::test]
 async fn unicast_bad_arguments_exit_2() {
-    let base = [
-        "--push-url",
-        "http://127.0.0.1:9/push",
-        "--rate",
-        "5",
-        "--clients",
-        "2",
-    ];
+    let base = ["--rate", "5", "--clients", "2"];
     for (sse_url, extra, message) in [
         (
             "http://127.0.0.1:9/events",
             &["--body", r#"{"uids":["{uid}"],"x":"{seq} {ts}"}"#][..],
+            "need {client} in --sse-url",
+        ),
+        (
+            "http://127.0.0.1:9/events",
+            &["--push-url", "http://127.0.0.1:9/push?uid=c{uid}"][..],
             "need {client} in --sse-url",
         ),
         (
@@ -746,12 +744,28 @@ async fn unicast_bad_arguments_exit_2() {
             "needs {uids} or {uids:PREFIX}",
         ),
         (
+            // `{uid}` in the URL names one client: not enough for two per push.
+            "http://127.0.0.1:9/events?uid={client}",
+            &[
+                "--uids-per-push",
+                "2",
+                "--push-url",
+                "http://127.0.0.1:9/push?uid={uid}",
+                "--body",
+                "{seq} {ts}",
+            ],
+            "needs {uids} or {uids:PREFIX}",
+        ),
+        (
             "http://127.0.0.1:9/events?uid={client}",
             &["--recipients", "sideways"],
             "invalid value",
         ),
     ] {
         let mut args = vec!["--sse-url", sse_url];
+        if !extra.contains(&"--push-url") {
+            args.extend(["--push-url", "http://127.0.0.1:9/push"]);
+        }
         args.extend(base);
         args.extend(extra);
         let output = bench(&args).await;

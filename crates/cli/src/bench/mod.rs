@@ -93,6 +93,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     clients: u64,
     /// Where to POST the pushes (needed with --rate): http:// on 127.0.0.0/8 or localhost.
+    /// Uni-cast: {uid} and {uids:PREFIX} in its path or query address each push there, for a
+    /// server that takes the channel from the URL ('/push?uid=c{uid}'; {uids:c} becomes the bare
+    /// list 'c17,c42'); a URL without them is used as is.
     #[arg(long, value_name = "URL")]
     push_url: Option<String>,
     /// Pushes per second; 0 publishes nothing and holds the connections idle for --duration.
@@ -289,23 +292,28 @@ impl Plan {
                 if !template.has_seq_then_ts() {
                     return bad("--body must contain {seq} and then {ts}".into());
                 }
-                let addresses = template.has_uid() || template.has_uids();
+                // A server that takes its channels from the URL (nchan) is addressed there.
+                let url = Template::parse_url(&target.path);
+                let addresses =
+                    template.has_uid() || template.has_uids() || url.has_uid() || url.has_uids();
+                let lists = template.has_uids() || url.has_uids();
                 match &recipients {
                     None if addresses => {
                         return bad(format!(
-                            "{{uid}} and {{uids}} in --body need {CLIENT_PLACEHOLDER} in --sse-url"
+                            "{{uid}} and {{uids}} in --body or --push-url need \
+                             {CLIENT_PLACEHOLDER} in --sse-url"
                         ));
                     }
-                    Some(recipients) if recipients.per_push() > 1 && !template.has_uids() => {
-                        return bad(
-                            "--uids-per-push above 1 needs {uids} or {uids:PREFIX} in --body"
-                                .into(),
-                        );
+                    Some(recipients) if recipients.per_push() > 1 && !lists => {
+                        return bad("--uids-per-push above 1 needs {uids} or {uids:PREFIX} in \
+                             --body or --push-url"
+                            .into());
                     }
                     // Allowed, as a check of the check: the server will send every push to
                     // every client, and the run will fail on misdelivery.
                     Some(_) if !addresses => tracing::warn!(
-                        "--body has no {{uid}} or {{uids}}: its pushes address no client"
+                        "--body and --push-url have no {{uid}} or {{uids}}: the pushes address \
+                         no client"
                     ),
                     _ => {}
                 }

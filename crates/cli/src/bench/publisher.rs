@@ -39,8 +39,12 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct PushSpec {
     target: Target,
-    /// The request line and headers, without `Content-Length` and the blank line.
+    /// The request line and headers, without `Content-Length` and the blank line; with
+    /// `path`, only the headers.
     head: Box<[u8]>,
+    /// The push URL's path and query, when they have placeholders (`{uid}`, `{uids:PREFIX}`):
+    /// the request line is then rendered per push, for that push's clients.
+    path: Option<Template>,
     template: Template,
     rate: f64,
     total: u64,
@@ -54,7 +58,8 @@ pub struct PushSpec {
 impl PushSpec {
     /// `total` pushes at `rate` per second to `target`, with `headers` (a `Content-Type:
     /// application/json` unless they have a content type of their own), each for `recipients`
-    /// in a uni-cast run.
+    /// in a uni-cast run. Placeholders in the URL's path and query are rendered per push
+    /// ([`Template::parse_url`]); a URL without any is written as is.
     pub fn new(
         target: Target,
         headers: &[(String, String)],
@@ -63,7 +68,11 @@ impl PushSpec {
         total: u64,
         recipients: Option<Recipients>,
     ) -> Self {
-        let mut head = format!("POST {} HTTP/1.1\r\n", target.path);
+        let path = Some(Template::parse_url(&target.path)).filter(Template::has_placeholders);
+        let mut head = match path {
+            Some(_) => String::new(),
+            None => format!("POST {} HTTP/1.1\r\n", target.path),
+        };
         let has = |name: &str| {
             headers
                 .iter()
@@ -84,6 +93,7 @@ impl PushSpec {
         Self {
             target,
             head: head.into_bytes().into(),
+            path,
             template,
             rate,
             total,
@@ -134,6 +144,11 @@ impl PushSpec {
             recipients.of_push(seq, uids);
         }
         self.template.render(seq, ts, uids, body);
+        if let Some(path) = &self.path {
+            out.extend_from_slice(b"POST ");
+            path.render(seq, ts, uids, out);
+            out.extend_from_slice(b" HTTP/1.1\r\n");
+        }
         out.extend_from_slice(&self.head);
         // Writing into a Vec cannot fail.
         let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
@@ -457,6 +472,70 @@ mod tests {
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"uids":["c4","c5"],"events":[{"data":"7 42"}]}"#
+        );
+    }
+
+    #[test]
+    fn uni_cast_push_urls_name_their_clients() {
+        let recipients = |k| {
+            Some(Recipients::new(
+                10,
+                k,
+                crate::bench::recipients::Order::RoundRobin,
+                1,
+            ))
+        };
+        let headers = [("Content-Type".to_owned(), "text/plain".to_owned())];
+        let spec = PushSpec::new(
+            Target::parse("http://127.0.0.1:9/push?uids={uids:c}").unwrap(),
+            &headers,
+            Template::parse("{seq} {ts}"),
+            10.0,
+            20,
+            recipients(2),
+        );
+        assert!(spec.path.as_ref().is_some_and(Template::has_uids));
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(7, 42, &mut out, &mut body, &mut uids);
+        spec.render(8, 43, &mut out, &mut body, &mut uids);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /push?uids=c4,c5 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Type: text/plain\r\n\
+             Content-Length: 4\r\n\r\n7 42\
+             POST /push?uids=c6,c7 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Type: text/plain\r\n\
+             Content-Length: 4\r\n\r\n8 43"
+        );
+        let spec = PushSpec::new(
+            Target::parse("http://127.0.0.1:9/push/c{uid}").unwrap(),
+            &headers,
+            Template::parse("{seq} {ts}"),
+            10.0,
+            20,
+            recipients(1),
+        );
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(3, 1, &mut out, &mut body, &mut uids);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("POST /push/c3 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"),
+        );
+        // No placeholder: the request line is the URL's, as is.
+        let spec = PushSpec::new(
+            Target::parse("http://127.0.0.1:9/push?x={}").unwrap(),
+            &headers,
+            Template::parse("{seq} {ts}"),
+            10.0,
+            20,
+            recipients(1),
+        );
+        assert!(spec.path.is_none());
+        let (mut out, mut body, mut uids) = (Vec::new(), Vec::new(), Vec::new());
+        spec.render(3, 1, &mut out, &mut body, &mut uids);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .starts_with("POST /push?x={} HTTP/1.1\r\n")
         );
     }
 

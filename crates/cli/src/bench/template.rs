@@ -1,5 +1,5 @@
 //! The push body template: `{seq}`, `{ts}` and, in a uni-cast run, `{uid}` and `{uids}` replaced
-//! on every push.
+//! on every push; the push URL's path and query are a template too ([`Template::parse_url`]).
 
 use std::io::Write;
 
@@ -14,6 +14,9 @@ enum Part {
     /// `{uids}` or `{uids:PREFIX}`: every addressed client as a JSON string, `PREFIX` then the
     /// index, separated by commas (the items of a JSON array; the brackets are the template's).
     Uids(Box<[u8]>),
+    /// `{uids}` or `{uids:PREFIX}` in a URL: every addressed client, `PREFIX` then the index,
+    /// separated by commas, without quotes (`c17,c42`).
+    UidList(Box<[u8]>),
 }
 
 /// A body template, parsed once so that rendering a push is a few copies and two number
@@ -32,6 +35,24 @@ pub struct Template {
 impl Template {
     /// Parses `text`.
     pub fn parse(text: &str) -> Self {
+        Self::parse_as(text, false)
+    }
+
+    /// Parses the path and query of a push URL: the same placeholders, but `{uids}` and
+    /// `{uids:PREFIX}` become a bare comma-separated list (`/push?uids={uids:c}` becomes
+    /// `/push?uids=c17,c42`), as a server that takes its channels from the URL wants them.
+    pub fn parse_url(text: &str) -> Self {
+        Self::parse_as(text, true)
+    }
+
+    fn parse_as(text: &str, url: bool) -> Self {
+        let list = |prefix: Box<[u8]>| {
+            if url {
+                Part::UidList(prefix)
+            } else {
+                Part::Uids(prefix)
+            }
+        };
         let bytes = text.as_bytes();
         let mut parts = Vec::new();
         let mut literal_start = 0;
@@ -45,13 +66,13 @@ impl Template {
             } else if rest.starts_with(b"{uid}") {
                 Some((Part::Uid, "{uid}".len()))
             } else if rest.starts_with(b"{uids}") {
-                Some((Part::Uids(Box::default()), "{uids}".len()))
+                Some((list(Box::default()), "{uids}".len()))
             } else if rest.starts_with(b"{uids:") {
                 // The prefix runs to the next `}`; a `{` before it means this is no placeholder.
                 let prefix = &rest["{uids:".len()..];
                 match prefix.iter().position(|&b| b == b'{' || b == b'}') {
                     Some(end) if prefix[end] == b'}' => {
-                        Some((Part::Uids(prefix[..end].into()), "{uids:".len() + end + 1))
+                        Some((list(prefix[..end].into()), "{uids:".len() + end + 1))
                     }
                     _ => None,
                 }
@@ -91,7 +112,14 @@ impl Template {
 
     /// Whether `{uids}` or `{uids:PREFIX}` is in the template.
     pub fn has_uids(&self) -> bool {
-        self.parts.iter().any(|part| matches!(part, Part::Uids(_)))
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Uids(_) | Part::UidList(_)))
+    }
+
+    /// Whether the template has any placeholder at all (rendering it is then more than a copy).
+    pub fn has_placeholders(&self) -> bool {
+        self.parts.iter().any(|part| !matches!(part, Part::Text(_)))
     }
 
     /// Appends the body of push `seq`, published at `ts` (ns since the UNIX epoch) for the
@@ -119,6 +147,16 @@ impl Template {
                         out.extend_from_slice(prefix);
                         let _ = write!(out, "{uid}");
                         out.push(b'"');
+                    }
+                    Ok(())
+                }
+                Part::UidList(prefix) => {
+                    for (i, uid) in uids.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(prefix);
+                        let _ = write!(out, "{uid}");
                     }
                     Ok(())
                 }
@@ -205,5 +243,55 @@ mod tests {
         assert!(Template::parse("[{uids}]").has_uids());
         let broadcast = Template::parse(r#"{"events":[{"data":"{seq} {ts}"}]}"#);
         assert!(!broadcast.has_uid() && !broadcast.has_uids());
+    }
+
+    fn render_url(template: &str, seq: u64, uids: &[u64]) -> String {
+        let mut out = Vec::new();
+        Template::parse_url(template).render(seq, 0, uids, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn url_placeholders() {
+        // `{uid}`: the first client's index, as in a body.
+        assert_eq!(render_url("/push?uid=c{uid}", 0, &[17]), "/push?uid=c17");
+        assert_eq!(render_url("/push/{uid}", 0, &[5, 6]), "/push/5");
+        // `{uids:PREFIX}`: a bare comma-separated list, no quotes.
+        assert_eq!(
+            render_url("/push?uids={uids:c}", 0, &[17, 42, 3]),
+            "/push?uids=c17,c42,c3"
+        );
+        assert_eq!(
+            render_url("/push?uids={uids}&x=1", 0, &[1, 2]),
+            "/push?uids=1,2&x=1"
+        );
+        assert_eq!(
+            render_url("/p?s={seq}&u={uids:u-}", 9, &[8]),
+            "/p?s=9&u=u-8"
+        );
+        // Near misses are text; no placeholder, no change.
+        assert_eq!(
+            render_url("/push?uids={uids:c", 0, &[2]),
+            "/push?uids={uids:c"
+        );
+        assert_eq!(render_url("/push?x={}", 0, &[2]), "/push?x={}");
+        assert_eq!(render_url("/push", 0, &[2]), "/push");
+        // Without uids, they render as nothing.
+        assert_eq!(
+            render_url("/push?uids={uids:c}&uid={uid}", 0, &[]),
+            "/push?uids=&uid="
+        );
+    }
+
+    #[test]
+    fn which_url_placeholders() {
+        let url = Template::parse_url("/push?uids={uids:c}");
+        assert!(url.has_uids() && !url.has_uid() && url.has_placeholders());
+        let url = Template::parse_url("/push?uid=c{uid}");
+        assert!(url.has_uid() && !url.has_uids() && url.has_placeholders());
+        assert!(!Template::parse_url("/push?x={}&y={uid").has_placeholders());
+        assert!(!Template::parse_url("/push").has_placeholders());
+        // The body's `{uids}` keeps its quotes.
+        assert!(Template::parse("[{uids}]").has_placeholders());
     }
 }
