@@ -169,6 +169,31 @@ struct RawRequest<'a> {
     events: Option<Vec<RawEvent<'a>>>,
 }
 
+/// The error for a body the plain parse refused, with the path to where it went wrong (a
+/// second parse that tracks it).
+fn json_error(body: &[u8]) -> PushRequestError {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<RawRequest<'_>, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match parsed {
+        Err(error) => {
+            let path = error.path().to_string();
+            PushRequestError::Json {
+                // `?` is where the parser lost its place (cut-off JSON): the body as a whole.
+                path: if path == "?" { ".".to_owned() } else { path },
+                message: error.inner().to_string(),
+            }
+        }
+        Ok(_) => PushRequestError::Json {
+            path: ".".to_owned(),
+            message: match deserializer.end() {
+                Err(error) => error.to_string(),
+                // Cannot be: the plain parse refused this body. Say so rather than panic.
+                Ok(()) => "the body is not valid JSON".to_owned(),
+            },
+        },
+    }
+}
+
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`, by `default`).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
@@ -226,20 +251,12 @@ impl PushRequest {
                 });
             }
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let raw: RawRequest<'_> =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                PushRequestError::Json {
-                    // `?` is where the parser lost its place (cut-off JSON): the body as a whole.
-                    path: if path == "?" { ".".to_owned() } else { path },
-                    message: error.inner().to_string(),
-                }
-            })?;
-        deserializer.end().map_err(|error| PushRequestError::Json {
-            path: ".".to_owned(),
-            message: error.to_string(),
-        })?;
+        // The plain parse first: tracking the path costs a third of a push's parsing, and only
+        // a refused body needs it. Both accept exactly the same bodies.
+        let raw: RawRequest<'_> = match serde_json::from_slice(body) {
+            Ok(raw) => raw,
+            Err(_) => return Err(json_error(body)),
+        };
 
         let uids = match raw.uids {
             None => None,
@@ -402,21 +419,41 @@ fn compact(json: &str) -> String {
 /// # }
 /// ```
 pub fn ok_envelope(receipt: &PushReceipt) -> String {
-    #[derive(Serialize)]
-    struct Data<'a> {
-        ids: &'a [String],
-        connections: usize,
-        failed: usize,
+    use std::fmt::Write as _;
+
+    // Written by hand: this is every push's answer, and serde's struct serialiser costs more
+    // than the rest of the envelope. Ids are escaped as JSON strings.
+    let mut out =
+        String::with_capacity(64 + receipt.ids.iter().map(|id| id.len() + 3).sum::<usize>());
+    out.push_str(r#"{"code":0,"msg":"ok","data":{"ids":["#);
+    for (index, id) in receipt.ids.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, id);
     }
-    envelope_json(
-        0,
-        "ok",
-        Data {
-            ids: &receipt.ids,
-            connections: receipt.connections,
-            failed: receipt.failed,
-        },
-    )
+    let _ = write!(
+        out,
+        r#"],"connections":{},"failed":{}}}}}"#,
+        receipt.connections, receipt.failed
+    );
+    out
+}
+
+/// Appends `text` as a JSON string: as is when nothing in it needs escaping (ids usually),
+/// else through serde_json.
+fn push_json_string(out: &mut String, text: &str) {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Serialising a string cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
 }
 
 /// The error envelope: `{"code":<status>,"msg":<message>,"data":{}}`.
@@ -448,6 +485,33 @@ fn envelope_json(code: u16, msg: &str, data: impl Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ok_envelope_is_json_that_reads_back_to_the_receipt() {
+        let receipt = PushReceipt {
+            ids: vec![
+                "01M8VN3TAJ64SNWGMR434CT15K".to_owned(),
+                "quote\" back\\ é \u{1} tab\t".to_owned(),
+            ],
+            connections: 3,
+            failed: 1,
+        };
+        let text = ok_envelope(&receipt);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"code": 0, "msg": "ok", "data": {"ids": receipt.ids, "connections": 3, "failed": 1}})
+        );
+        let empty = PushReceipt {
+            ids: Vec::new(),
+            connections: 0,
+            failed: 0,
+        };
+        assert_eq!(
+            ok_envelope(&empty),
+            r#"{"code":0,"msg":"ok","data":{"ids":[],"connections":0,"failed":0}}"#
+        );
+    }
 
     #[test]
     fn compact_keeps_strings_and_numbers() {
