@@ -419,8 +419,6 @@ fn compact(json: &str) -> String {
 /// # }
 /// ```
 pub fn ok_envelope(receipt: &PushReceipt) -> String {
-    use std::fmt::Write as _;
-
     // Written by hand: this is every push's answer, and serde's struct serialiser costs more
     // than the rest of the envelope. Ids are escaped as JSON strings.
     let mut out =
@@ -432,12 +430,29 @@ pub fn ok_envelope(receipt: &PushReceipt) -> String {
         }
         push_json_string(&mut out, id);
     }
-    let _ = write!(
-        out,
-        r#"],"connections":{},"failed":{}}}}}"#,
-        receipt.connections, receipt.failed
-    );
+    out.push_str(r#"],"connections":"#);
+    push_decimal(&mut out, receipt.connections);
+    out.push_str(r#","failed":"#);
+    push_decimal(&mut out, receipt.failed);
+    out.push_str("}}");
     out
+}
+
+/// Appends `n` in decimal (`fmt`'s machinery costs more than the rest of the envelope).
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
 }
 
 /// Appends `text` as a JSON string: as is when nothing in it needs escaping (ids usually),
@@ -502,6 +517,14 @@ mod tests {
             value,
             serde_json::json!({"code": 0, "msg": "ok", "data": {"ids": receipt.ids, "connections": 3, "failed": 1}})
         );
+        let large = PushReceipt {
+            ids: vec!["1".to_owned()],
+            connections: usize::MAX,
+            failed: 10,
+        };
+        let value: serde_json::Value = serde_json::from_str(&ok_envelope(&large)).unwrap();
+        assert_eq!(value["data"]["connections"], usize::MAX as u64);
+        assert_eq!(value["data"]["failed"], 10);
         let empty = PushReceipt {
             ids: Vec::new(),
             connections: 0,
