@@ -51,6 +51,9 @@ pub(super) struct EventStream {
 }
 
 /// Where a stream's chunks come from.
+// A stream is `Live` for all of its life but its last moment, and the writer is boxed once:
+// boxing the subscription to shrink `Ended` would cost every stream an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Feed {
     Live(Subscription),
     /// The hub ended the stream (or there was none): the subscription is dropped, and only the
