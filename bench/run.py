@@ -53,6 +53,8 @@ class Scenario:
     clients: int
     rate: int  # pushes per second; 0 = idle connections, memory only
     title: str
+    # Uni-cast: client i subscribes as uid i and each push is for one client, in turn.
+    unicast: bool = False
 
 
 SCENARIOS = {
@@ -60,6 +62,7 @@ SCENARIOS = {
     "b": Scenario("b", 1_000, 1_000, "1,000 clients x 1,000 pushes/s"),
     "c": Scenario("c", 10_000, 10, "10,000 clients x 10 pushes/s"),
     "d": Scenario("d", 10_000, 0, "10,000 idle connections (memory)"),
+    "e": Scenario("e", 10_000, 2_000, "10,000 clients x 2,000 uni-cast pushes/s", unicast=True),
 }
 
 
@@ -75,6 +78,8 @@ class Server:
     port: int
     body: str
     headers: list[str] = field(default_factory=list)
+    # The push body to one client (`{uids}`: its uid), or None: the server cannot address one.
+    unicast_body: str | None = None
 
     def command(self, paths: dict[str, Path], workdir: Path) -> list[str]:
         if self.name in ("ssehub", "ssehub-store", "ssehub-batched"):
@@ -85,8 +90,9 @@ class Server:
             return [str(BENCH / "nchan" / "run-nginx.sh"), str(self.port), str(workdir)]
         raise ValueError(self.name)
 
-    def sse_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
+    def sse_url(self, unicast: bool = False) -> str:
+        # `{client}` makes the generator's run uni-cast: client i subscribes as uid i.
+        return f"http://127.0.0.1:{self.port}/events" + ("?uid={client}" if unicast else "")
 
     def push_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/push"
@@ -94,17 +100,20 @@ class Server:
 
 def make_servers(port_base: int) -> dict[str, Server]:
     ssehub_body = json.dumps({"events": [{"data": DATA_TEMPLATE}]}, separators=(",", ":"))
+    # Uni-cast: `{uids}` becomes the push's client as a JSON string (the generator's template).
+    ssehub_unicast = '{"uids":[{uids}],' + ssehub_body[1:]
+    json_header = ["Content-Type: application/json"]
     return {
         # The hub's example server: JSON push API, no `uids` broadcasts to every connection.
-        "ssehub": Server("ssehub", port_base, ssehub_body, ["Content-Type: application/json"]),
+        "ssehub": Server("ssehub", port_base, ssehub_body, json_header, ssehub_unicast),
         # The same with every push saved on disk first (RedbStore, resend on): the price of history.
         "ssehub-store": Server(
-            "ssehub-store", port_base + 3, ssehub_body, ["Content-Type: application/json"]
+            "ssehub-store", port_base + 3, ssehub_body, json_header, ssehub_unicast
         ),
         # The same in memory with `batch_delay` (--batch-delay-ms, 5 by default): up to that much
         # more latency, fewer writes.
         "ssehub-batched": Server(
-            "ssehub-batched", port_base + 4, ssehub_body, ["Content-Type: application/json"]
+            "ssehub-batched", port_base + 4, ssehub_body, json_header, ssehub_unicast
         ),
         # The raw body is the event's data.
         "axum-broadcast": Server(
@@ -348,7 +357,7 @@ def run_generator(
 ) -> tuple[dict | None, dict, str]:
     argv = [
         "taskset", "-c", "1", str(generator), "bench",
-        "--sse-url", server.sse_url(),
+        "--sse-url", server.sse_url(scenario.unicast),
         "--clients", str(scenario.clients),
         "--rate", str(scenario.rate),
         "--duration", str(args.duration),
@@ -357,7 +366,8 @@ def run_generator(
         "--threads", str(args.generator_threads),
     ]
     if scenario.rate > 0:
-        argv += ["--push-url", server.push_url(), "--body", server.body]
+        body = server.unicast_body if scenario.unicast else server.body
+        argv += ["--push-url", server.push_url(), "--body", body]
         for header in server.headers:
             argv += ["-H", header]
     argv += args.generator_arg
@@ -680,7 +690,7 @@ def parse_args() -> argparse.Namespace:
                         help="comma-separated subset of ssehub,ssehub-store,ssehub-batched,axum-broadcast,nginx-nchan")
     parser.add_argument("--batch-delay-ms", type=int, default=5,
                         help="the batch delay of ssehub-batched, in ms (default 5)")
-    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d,e (e: uni-cast, ssehub servers only)")
     parser.add_argument("--port-base", type=int, default=18181,
                         help="ssehub listens here, axum-broadcast on +1, nginx-nchan on +2")
     parser.add_argument("--generator", type=Path, help="the ssehub binary with `bench` (default: the one built)")
@@ -721,6 +731,9 @@ def one_run(
         "clients": scenario.clients, "rate": scenario.rate, "duration": args.duration,
         "warmup": args.warmup,
     }
+    if scenario.unicast and server.unicast_body is None:
+        record["error"] = "uni-cast: this server has no way to push to one client"
+        return record
     if args.quiet_wait:
         record["others_before"] = round(wait_for_quiet(args.quiet_wait), 3)
     process = None
