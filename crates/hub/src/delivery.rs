@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 use ssehub_wire::{Decoder, Event, Frame};
@@ -26,6 +27,9 @@ pub(crate) struct Tally {
     pub(crate) failed: Vec<(Arc<str>, Bytes)>,
     /// Connections cut off by the slow-client policy.
     pub(crate) cut_off: usize,
+    /// The wakers of the streams offered something, when the caller wakes them itself (the
+    /// store's deliverer: after answering the batch's pushers); `None`: woken at once.
+    pub(crate) wakers: Option<Vec<Waker>>,
 }
 
 impl Tally {
@@ -35,25 +39,36 @@ impl Tally {
         self.connections += other.connections;
         self.failed.extend(other.failed);
         self.cut_off += other.cut_off;
+        if let (Some(wakers), Some(other)) = (&mut self.wakers, other.wakers) {
+            wakers.extend(other);
+        }
+    }
+
+    /// A tally that keeps the streams' wakers for the caller, or wakes them at once.
+    fn new(hold_wakes: bool) -> Self {
+        Self {
+            wakers: hold_wakes.then(Vec::new),
+            ..Self::default()
+        }
     }
 }
 
 impl Shared {
-    /// Delivers a push's encoded events to every connection of `uids` (sorted, without
-    /// duplicates), or to every connection when `uids` is `None`. `first_seq` is the first
-    /// event's place in the store's history, 0 without a store.
-    /// Offers a push's events to every connection `recipients` reaches, each once.
+    /// Offers a push's events to every connection `recipients` reaches, each once. `first_seq`
+    /// is the first event's place in the store's history, 0 without a store. With `hold_wakes`
+    /// the streams are not woken: their wakers are in the tally's `wakers`, for the caller.
     pub(crate) async fn fan_out(
         self: &Arc<Self>,
         recipients: &Recipients,
         events: &Arc<[Bytes]>,
         first_seq: u64,
+        hold_wakes: bool,
     ) -> Tally {
         let listed = match recipients {
-            Recipients::All => return self.broadcast(events, first_seq).await,
+            Recipients::All => return self.broadcast(events, first_seq, hold_wakes).await,
             Recipients::Listed(listed) => listed,
         };
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(hold_wakes);
         // A connection has one uid, so the uids' connections are distinct.
         for uid in listed.uids() {
             self.registry.for_uid(uid, |connection| {
@@ -87,7 +102,13 @@ impl Shared {
         first_seq: u64,
         tally: &mut Tally,
     ) {
-        let offered = connection.offer(events, first_seq, &self.rules);
+        let (offered, waker) = connection.offer_unwoken(events, first_seq, &self.rules);
+        if let Some(waker) = waker {
+            match &mut tally.wakers {
+                Some(wakers) => wakers.push(waker),
+                None => waker.wake(),
+            }
+        }
         if offered.closed {
             return;
         }
@@ -121,7 +142,12 @@ impl Shared {
     }
 
     /// Broadcasts to every connection, over several tasks when there are many.
-    async fn broadcast(self: &Arc<Self>, events: &Arc<[Bytes]>, first_seq: u64) -> Tally {
+    async fn broadcast(
+        self: &Arc<Self>,
+        events: &Arc<[Bytes]>,
+        first_seq: u64,
+        hold_wakes: bool,
+    ) -> Tally {
         let shards = self.registry.shard_count();
         let workers = (self.registry.connections() / CONNECTIONS_PER_WORKER)
             .clamp(1, self.config.workers.min(shards));
@@ -130,10 +156,10 @@ impl Shared {
             let shared = Arc::clone(self);
             let events = Arc::clone(events);
             handles.push(tokio::spawn(async move {
-                shared.deliver_shards(worker, workers, &events, first_seq)
+                shared.deliver_shards(worker, workers, &events, first_seq, hold_wakes)
             }));
         }
-        let mut tally = self.deliver_shards(0, workers, events, first_seq);
+        let mut tally = self.deliver_shards(0, workers, events, first_seq, hold_wakes);
         for handle in handles {
             match handle.await {
                 Ok(part) => tally.merge(part),
@@ -150,8 +176,9 @@ impl Shared {
         step: usize,
         events: &[Bytes],
         first_seq: u64,
+        hold_wakes: bool,
     ) -> Tally {
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(hold_wakes);
         for index in (first..self.registry.shard_count()).step_by(step) {
             self.registry.for_shard(index, |connection| {
                 self.deliver(connection, events, first_seq, &mut tally)

@@ -305,7 +305,9 @@ impl Hub {
             let committed = sequencer.push(shared, recipients, prepared.events).await?;
             (committed.ids, committed.tally)
         } else {
-            let tally = shared.fan_out(&recipients, &prepared.encoded, 0).await;
+            let tally = shared
+                .fan_out(&recipients, &prepared.encoded, 0, false)
+                .await;
             (prepared.ids, tally)
         };
         let failed = tally.failed.len();

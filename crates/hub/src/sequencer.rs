@@ -243,7 +243,13 @@ async fn commit(
 }
 
 /// The deliverer: sends each saved batch, in the order saved, then answers its pushes.
+///
+/// The streams the batch reached are woken only after its pushers are answered: a pusher's
+/// task (an HTTP request whose connection carries the next push) then runs before those
+/// streams' writes rather than behind all of them, as it does without a store, where the
+/// pushing task delivers and answers in one go. Each stream is woken once per batch.
 async fn deliver(hub: Weak<Shared>, mut saved: mpsc::Receiver<Saved>) {
+    let mut wakers = Vec::new();
     while let Some(Saved {
         batch,
         prepared,
@@ -252,16 +258,21 @@ async fn deliver(hub: Weak<Shared>, mut saved: mpsc::Receiver<Saved>) {
     {
         let Some(shared) = hub.upgrade() else { return };
         let mut seq = first_seq;
+        let mut answers = Vec::with_capacity(batch.len());
         for (submission, prepared) in batch.into_iter().zip(prepared) {
-            let tally = shared
-                .fan_out(&submission.recipients, &prepared.encoded, seq)
+            let mut tally = shared
+                .fan_out(&submission.recipients, &prepared.encoded, seq, true)
                 .await;
             seq += prepared.encoded.len() as u64;
+            wakers.extend(tally.wakers.take().into_iter().flatten());
+            answers.push((submission, prepared.ids, tally));
+        }
+        for (submission, ids, tally) in answers {
             // The pusher may have given up waiting; the push happened all the same.
-            let _ = submission.reply.send(Ok(Committed {
-                ids: prepared.ids,
-                tally,
-            }));
+            let _ = submission.reply.send(Ok(Committed { ids, tally }));
+        }
+        for waker in wakers.drain(..) {
+            waker.wake();
         }
     }
 }
