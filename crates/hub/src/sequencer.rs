@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ssehub_wire::{Event, Utf8Bytes};
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::PushError;
@@ -141,13 +141,41 @@ impl Sequencer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(submissions) = idle {
-            // A weak handle: the committer ends when the hub is dropped (its sender with it).
-            let committer = commit(Arc::downgrade(shared), Arc::clone(&self.store), submissions);
-            match &self.runtime {
-                Some(runtime) => drop(runtime.spawn(committer)),
-                None => drop(tokio::spawn(committer)),
+        let Some(submissions) = idle else { return };
+        // Weak handles: both end when the hub is dropped (its sender with it).
+        let (to_deliver, saved) = mpsc::channel(SAVED_WAITING);
+        let committer = commit(
+            Arc::downgrade(shared),
+            Arc::clone(&self.store),
+            submissions,
+            to_deliver,
+        );
+        let deliverer = deliver(Arc::downgrade(shared), saved);
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        let tasks = Arc::new(Mutex::new(Some((committer, deliverer))));
+        if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
+            // A thread of its own, driving both on the hub's runtime (its timers and I/O; what
+            // delivery spawns, broadcast workers and watchdogs, goes to the runtime's workers).
+            let (on_thread, taken) = (runtime.clone(), Arc::clone(&tasks));
+            let started = std::thread::Builder::new()
+                .name("ssehub-committer".into())
+                .spawn(move || {
+                    let tasks = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some((committer, deliverer)) = tasks {
+                        on_thread.block_on(async move {
+                            tokio::join!(committer, deliverer);
+                        });
+                    }
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "no thread for the store committer: it runs as a task");
             }
+        }
+        // On a current-thread runtime (or without a thread): tasks of the runtime.
+        let tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((committer, deliverer)) = tasks {
+            drop(runtime.spawn(committer));
+            drop(runtime.spawn(deliverer));
         }
     }
 }
@@ -173,9 +201,8 @@ async fn commit(
     hub: Weak<Shared>,
     store: Arc<dyn Store>,
     mut submissions: mpsc::Receiver<Submission>,
+    to_deliver: mpsc::Sender<Saved>,
 ) {
-    let (to_deliver, saved) = mpsc::channel(SAVED_WAITING);
-    drop(tokio::spawn(deliver(hub.clone(), saved)));
     // The next `seq` to hand out; read from the store before the first batch and after any
     // failed save (which may or may not have stored something).
     let mut next_seq = None;
