@@ -603,7 +603,12 @@ async fn a_token_with_an_expiry_past_the_clocks_range_never_ends_its_stream() {
     claims.exp = u64::MAX;
     let mut stream = hub.stream("/events", &bearer(&token(&claims))).await;
     assert_eq!(stream.status, 200, "{}", stream.head);
-    assert_eq!(hub.push(Some(KEY), &unicast("alice", "still here")).await.status, 200);
+    assert_eq!(
+        hub.push(Some(KEY), &unicast("alice", "still here"))
+            .await
+            .status,
+        200
+    );
     assert_eq!(stream.data().await, "still here");
     hub.stop().await;
 }
