@@ -9,11 +9,15 @@
 //! is delivered. The committer also assigns the missing ids, so ids increase in the order events
 //! are saved and delivered. Without a store none of this runs: pushes deliver on their own tasks.
 //!
-//! Both tasks run on the runtime the hub was built on (or, failing that, the first push's), so
-//! their deliveries wake the stream tasks as any push does. The committer never waits for a
-//! pusher nor for a timer (a push that finds it idle is saved at once), polls store calls in
-//! place with panics caught, so a store that panics fails one batch, not the hub. A pusher waits
-//! at most the store timeout.
+//! On a multi-thread runtime both run on a thread of their own (`ssehub-committer`), driven with
+//! the handle of the runtime the hub was built on (or, failing that, the first push's): the
+//! committer then resumes as soon as a save ends, rather than once the runtime gets round to it
+//! behind every stream task the last batch woke, and what delivery spawns still goes to the
+//! runtime's workers. On a current-thread runtime they are two of its tasks. The deliverer
+//! answers a batch's pushers before it wakes the streams the batch reached, each once. The
+//! committer never waits for a pusher nor for a timer (a push that finds it idle is saved at
+//! once), and polls store calls in place with panics caught, so a store that panics fails one
+//! batch, not the hub. A pusher waits at most the store timeout.
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -15,7 +15,7 @@ use common::{Reader, TestServer, eventually, within};
 use futures_util::{FutureExt, StreamExt};
 use http::StatusCode;
 use ssehub_hub::store::{
-    ListQuery, MemoryStore, Page, RedbStore, Record, Retention, Store, StoreError, async_trait,
+    ListQuery, MemoryStore, Page, Record, RedbStore, Retention, Store, StoreError, async_trait,
 };
 use ssehub_hub::{Event, Hub, PushError, SubscribeOptions};
 
@@ -251,7 +251,10 @@ struct HeldStore {
 impl Store for HeldStore {
     async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
         let data: Vec<&str> = records.iter().map(|r| r.event.data.as_str()).collect();
-        self.log.lock().unwrap().push(format!("save {}", data.join(",")));
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("save {}", data.join(",")));
         self.turns.acquire().await.unwrap().forget();
         self.inner.save(records).await
     }
@@ -382,9 +385,9 @@ async fn concurrent_pushes_reach_each_connection_in_the_saved_order_also_across_
     let mut readers = Vec::new();
     for uid in uids {
         let mut reader = Reader::open(&hub, uid, SubscribeOptions::default());
-        readers.push(tokio::spawn(async move {
-            (uid, reader.data_until_end().await)
-        }));
+        readers.push(tokio::spawn(
+            async move { (uid, reader.data_until_end().await) },
+        ));
     }
     // A second connection of u1 that drops after 40 events and resumes from the last id it got,
     // while the pushes go on: replay, then live, must give it the same.
@@ -431,7 +434,10 @@ async fn concurrent_pushes_reach_each_connection_in_the_saved_order_also_across_
             .flat_map(|p| (0..60).filter(move |i| i % 3 != 0 && uids[(p + i) % 3] == uid))
             .count();
         assert_eq!(saved.len(), 8 * 20 + unicast, "{uid}: every push saved");
-        assert_eq!(got, saved, "{uid} got what was saved for it, in the saved order");
+        assert_eq!(
+            got, saved,
+            "{uid} got what was saved for it, in the saved order"
+        );
     }
     let resumed = within(resumer).await.unwrap();
     assert_eq!(resumed, saved_for(&store, "u1").await, "u1 across a resume");

@@ -253,10 +253,7 @@ impl RedbStore {
                     inner.path.display()
                 ))
             })?;
-        Ok(Self {
-            inner,
-            saves,
-        })
+        Ok(Self { inner, saves })
     }
 
     /// How often, at most, a save compacts the file (`None`: never; [`RedbStore::compact`]
@@ -345,10 +342,14 @@ impl RedbStore {
 fn run_saves(inner: &std::sync::Weak<Inner>, jobs: &std::sync::mpsc::Receiver<Save>) {
     while let Ok((records, reply)) = jobs.recv() {
         let result = match inner.upgrade() {
-            Some(inner) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                inner.save(&records)
-            }))
-            .unwrap_or_else(|_| Err(StoreError::backend("a store task failed: the save panicked"))),
+            Some(inner) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.save(&records)))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::backend(
+                            "a store task failed: the save panicked",
+                        ))
+                    })
+            }
             None => Err(StoreError::backend("the store was closed")),
         };
         drop(records);
