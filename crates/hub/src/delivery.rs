@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
 use ssehub_wire::{Decoder, Event, Frame};
@@ -26,6 +27,9 @@ pub(crate) struct Tally {
     pub(crate) failed: Vec<(Arc<str>, Bytes)>,
     /// Connections cut off by the slow-client policy.
     pub(crate) cut_off: usize,
+    /// The wakers of the streams offered something, when the caller wakes them itself (the
+    /// store's deliverer: after answering the batch's pushers); `None`: woken at once.
+    pub(crate) wakers: Option<Vec<Waker>>,
 }
 
 impl Tally {
@@ -35,25 +39,40 @@ impl Tally {
         self.connections += other.connections;
         self.failed.extend(other.failed);
         self.cut_off += other.cut_off;
+        if let (Some(wakers), Some(other)) = (&mut self.wakers, other.wakers) {
+            wakers.extend(other);
+        }
+    }
+
+    /// A tally that keeps the streams' wakers for the caller, or wakes them at once.
+    fn new(hold_wakes: bool) -> Self {
+        Self {
+            wakers: hold_wakes.then(Vec::new),
+            ..Self::default()
+        }
     }
 }
 
 impl Shared {
     /// Offers a push's events to every connection `recipients` reaches, each once. `first_seq`
     /// is the first event's place in the store's history, 0 without a store; `pushed`, when the
-    /// push was called, with metrics on.
+    /// push was called, with metrics on. With `hold_wakes` the streams are not woken: their
+    /// wakers are in the tally's `wakers`, for the caller.
     pub(crate) async fn fan_out(
         self: &Arc<Self>,
         recipients: &Recipients,
         events: &Arc<[Bytes]>,
         first_seq: u64,
         pushed: Option<Instant>,
+        hold_wakes: bool,
     ) -> Tally {
         let listed = match recipients {
-            Recipients::All => return self.broadcast(events, first_seq, pushed).await,
+            Recipients::All => {
+                return self.broadcast(events, first_seq, pushed, hold_wakes).await;
+            }
             Recipients::Listed(listed) => listed,
         };
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(hold_wakes);
         // A connection has one uid, so the uids' connections are distinct.
         for uid in listed.uids() {
             self.registry.for_uid(uid, |connection| {
@@ -88,7 +107,13 @@ impl Shared {
         pushed: Option<Instant>,
         tally: &mut Tally,
     ) {
-        let offered = connection.offer(events, first_seq, pushed, &self.rules);
+        let (offered, waker) = connection.offer_unwoken(events, first_seq, pushed, &self.rules);
+        if let Some(waker) = waker {
+            match &mut tally.wakers {
+                Some(wakers) => wakers.push(waker),
+                None => waker.wake(),
+            }
+        }
         if offered.closed {
             return;
         }
@@ -127,6 +152,7 @@ impl Shared {
         events: &Arc<[Bytes]>,
         first_seq: u64,
         pushed: Option<Instant>,
+        hold_wakes: bool,
     ) -> Tally {
         let shards = self.registry.shard_count();
         let workers = (self.registry.connections() / CONNECTIONS_PER_WORKER)
@@ -136,10 +162,10 @@ impl Shared {
             let shared = Arc::clone(self);
             let events = Arc::clone(events);
             handles.push(tokio::spawn(async move {
-                shared.deliver_shards(worker, workers, &events, first_seq, pushed)
+                shared.deliver_shards(worker, workers, &events, first_seq, pushed, hold_wakes)
             }));
         }
-        let mut tally = self.deliver_shards(0, workers, events, first_seq, pushed);
+        let mut tally = self.deliver_shards(0, workers, events, first_seq, pushed, hold_wakes);
         for handle in handles {
             match handle.await {
                 Ok(part) => tally.merge(part),
@@ -157,8 +183,9 @@ impl Shared {
         events: &[Bytes],
         first_seq: u64,
         pushed: Option<Instant>,
+        hold_wakes: bool,
     ) -> Tally {
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(hold_wakes);
         for index in (first..self.registry.shard_count()).step_by(step) {
             self.registry.for_shard(index, |connection| {
                 self.deliver(connection, events, first_seq, pushed, &mut tally)

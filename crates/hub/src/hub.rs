@@ -342,7 +342,7 @@ impl Hub {
             (committed.ids, committed.tally)
         } else {
             let tally = shared
-                .fan_out(&recipients, &prepared.encoded, 0, pushed)
+                .fan_out(&recipients, &prepared.encoded, 0, pushed, false)
                 .await;
             (prepared.ids, tally)
         };

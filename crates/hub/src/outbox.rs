@@ -281,6 +281,7 @@ impl Connection {
     /// Offers a push's events, in order, under the rules. With a store, `first_seq` is the first
     /// event's `seq` (the others follow on); 0 without. `pushed`: when the push was called, with
     /// metrics on.
+    #[cfg(test)]
     pub(crate) fn offer(
         &self,
         events: &[Bytes],
@@ -288,12 +289,28 @@ impl Connection {
         pushed: Option<Instant>,
         rules: &Rules,
     ) -> Offered {
+        let (offered, waker) = self.offer_unwoken(events, first_seq, pushed, rules);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        offered
+    }
+
+    /// [`Connection::offer`], returning the stream's waker (if it waits) for the caller to wake,
+    /// outside the lock: now, or once a whole batch is offered and its pushers answered.
+    pub(crate) fn offer_unwoken(
+        &self,
+        events: &[Bytes],
+        first_seq: u64,
+        pushed: Option<Instant>,
+        rules: &Rules,
+    ) -> (Offered, Option<Waker>) {
         let mut offered = Offered::default();
         let waker = {
             let mut outbox = self.outbox();
             if outbox.closed {
                 offered.closed = true;
-                return offered;
+                return (offered, None);
             }
             let idle = outbox.queue.is_empty() && outbox.overflow.is_empty();
             for (index, event) in events.iter().enumerate() {
@@ -359,11 +376,7 @@ impl Connection {
             }
             outbox.reader.take()
         };
-        // Wake outside the lock so the stream's task doesn't contend with us.
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        offered
+        (offered, waker)
     }
 
     /// Ready once anything is queued (or the connection closed); registers the stream's waker

@@ -3,23 +3,33 @@
 //! Resend relies on one order: a client that saw the event with `seq` n must find everything it
 //! misses after n, so no event may reach a connection before an event saved ahead of it. One
 //! task (the committer) therefore takes the pushes in turn: it saves every push that arrived
-//! while the last batch was committing as one batch (one disk sync for all of them), then
-//! delivers them in `seq` order, then answers each push. It also assigns the missing ids, so
-//! ids increase in the order events are saved and delivered. Without a store none of this runs:
-//! pushes deliver on their own tasks.
+//! while the last batch was saving as one batch (one disk sync for all of them) and hands the
+//! saved batch to one deliverer task, which delivers the batches in the order they were saved,
+//! each in `seq` order, then answers each push. The two overlap: batch N+1 is saved while batch N
+//! is delivered. The committer also assigns the missing ids, so ids increase in the order events
+//! are saved and delivered. Without a store none of this runs: pushes deliver on their own tasks.
 //!
-//! The committer runs on the runtime the hub was built on (or, failing that, the first push's),
-//! never waits for a pusher, and calls the store on tasks of their own, so a store that panics
-//! fails one batch, not the hub. A pusher waits at most the store timeout.
+//! On a multi-thread runtime both run on a thread of their own (`ssehub-committer`), driven with
+//! the handle of the runtime the hub was built on (or, failing that, the first push's): the
+//! committer then resumes as soon as a save ends, rather than once the runtime gets round to it
+//! behind every stream task the last batch woke, and what delivery spawns still goes to the
+//! runtime's workers. On a current-thread runtime they are two of its tasks. The deliverer
+//! answers a batch's pushers before it wakes the streams the batch reached, each once. The
+//! committer never waits for a pusher nor for a timer (a push that finds it idle is saved at
+//! once), and polls store calls in place with panics caught, so a store that panics fails one
+//! batch, not the hub. A pusher waits at most the store timeout.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ssehub_wire::{Event, Utf8Bytes};
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -141,22 +151,67 @@ impl Sequencer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(submissions) = idle {
-            // A weak handle: the committer ends when the hub is dropped (its sender with it).
-            let committer = commit(Arc::downgrade(shared), Arc::clone(&self.store), submissions);
-            match &self.runtime {
-                Some(runtime) => drop(runtime.spawn(committer)),
-                None => drop(tokio::spawn(committer)),
+        let Some(submissions) = idle else { return };
+        // Weak handles: both end when the hub is dropped (its sender with it).
+        let (to_deliver, saved) = mpsc::channel(SAVED_WAITING);
+        let committer = commit(
+            Arc::downgrade(shared),
+            Arc::clone(&self.store),
+            submissions,
+            to_deliver,
+        );
+        let deliverer = deliver(Arc::downgrade(shared), saved);
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        let tasks = Arc::new(Mutex::new(Some((committer, deliverer))));
+        if runtime.runtime_flavor() == RuntimeFlavor::MultiThread {
+            // A thread of its own, driving both on the hub's runtime (its timers and I/O; what
+            // delivery spawns, broadcast workers and watchdogs, goes to the runtime's workers).
+            let (on_thread, taken) = (runtime.clone(), Arc::clone(&tasks));
+            let started = std::thread::Builder::new()
+                .name("ssehub-committer".into())
+                .spawn(move || {
+                    let tasks = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    if let Some((committer, deliverer)) = tasks {
+                        on_thread.block_on(async move {
+                            tokio::join!(committer, deliverer);
+                        });
+                    }
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "no thread for the store committer: it runs as a task");
             }
+        }
+        // On a current-thread runtime (or without a thread): tasks of the runtime.
+        let tasks = tasks.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((committer, deliverer)) = tasks {
+            drop(runtime.spawn(committer));
+            drop(runtime.spawn(deliverer));
         }
     }
 }
 
-/// The committer: batch, save, deliver, answer; until the hub is gone.
+/// Batches saved, waiting for the deliverer: at most one waits while another is delivered and
+/// a third is saved, so the pushes in flight stay bounded (each holds its bytes until answered).
+const SAVED_WAITING: usize = 1;
+
+/// A batch saved, for the deliverer: its pushes in `seq` order, from `first_seq`.
+struct Saved {
+    batch: Vec<Submission>,
+    prepared: Vec<Prepared>,
+    first_seq: u64,
+}
+
+/// The committer: batch, save, hand over to the deliverer; until the hub is gone.
+///
+/// Saving and delivering are pipelined: while the deliverer sends batch N, the committer saves
+/// batch N+1 (whatever arrived meanwhile). The deliverer takes the batches in the order they
+/// were saved, each push of a batch in `seq` order, so no event reaches a connection before an
+/// event saved ahead of it. No timer: a push that finds the committer idle is saved at once.
 async fn commit(
     hub: Weak<Shared>,
     store: Arc<dyn Store>,
     mut submissions: mpsc::Receiver<Submission>,
+    to_deliver: mpsc::Sender<Saved>,
 ) {
     // The next `seq` to hand out; read from the store before the first batch and after any
     // failed save (which may or may not have stored something).
@@ -171,16 +226,13 @@ async fn commit(
         }
         let first_seq = match next_seq {
             Some(seq) => seq,
-            None => {
-                let last = isolated(&store, |store| async move { store.last_seq().await }).await;
-                match last {
-                    Ok(last) => last + 1,
-                    Err(error) => {
-                        refuse(&mut batch, &error);
-                        continue;
-                    }
+            None => match isolated(store.last_seq()).await {
+                Ok(last) => last + 1,
+                Err(error) => {
+                    refuse(&mut batch, &error);
+                    continue;
                 }
-            }
+            },
         };
         if let Err(error) = refuse_reused_ids(&store, &mut batch).await {
             refuse(&mut batch, &error);
@@ -190,6 +242,9 @@ async fn commit(
             continue; // every push reused an id: nothing to save
         }
         let prepared = prepare(&shared, &mut batch);
+        // Taken now: the time of the save alone, and `shared` is let go before it.
+        let timing = shared.metrics_now().is_some();
+        drop(shared);
         let mut records = Vec::with_capacity(prepared.iter().map(|p| p.encoded.len()).sum());
         let mut seq = first_seq;
         for submission in &batch {
@@ -203,8 +258,9 @@ async fn commit(
             }
         }
         let records_len = records.len();
-        let started = shared.metrics_now();
-        let saved = isolated(&store, |store| async move { store.save(&records).await }).await;
+        let started = timing.then(Instant::now);
+        let saved = isolated(store.save(&records)).await;
+        drop(records);
         #[cfg(feature = "metrics")]
         if let Some(started) = started {
             crate::metrics::record_store_commit(started.elapsed(), records_len);
@@ -217,22 +273,59 @@ async fn commit(
             continue;
         }
         next_seq = Some(seq);
+        let saved = Saved {
+            batch: std::mem::take(&mut batch),
+            prepared,
+            first_seq,
+        };
+        if let Err(mpsc::error::SendError(saved)) = to_deliver.send(saved).await {
+            // The deliverer is gone (its runtime shut down): saved, but not sent.
+            let mut batch = saved.batch;
+            refuse(
+                &mut batch,
+                &StoreError::backend("the hub's delivery task stopped after the save"),
+            );
+        }
+    }
+}
+
+/// The deliverer: sends each saved batch, in the order saved, then answers its pushes.
+///
+/// The streams the batch reached are woken only after its pushers are answered: a pusher's
+/// task (an HTTP request whose connection carries the next push) then runs before those
+/// streams' writes rather than behind all of them, as it does without a store, where the
+/// pushing task delivers and answers in one go. Each stream is woken once per batch.
+async fn deliver(hub: Weak<Shared>, mut saved: mpsc::Receiver<Saved>) {
+    let mut wakers = Vec::new();
+    while let Some(Saved {
+        batch,
+        prepared,
+        first_seq,
+    }) = saved.recv().await
+    {
+        let Some(shared) = hub.upgrade() else { return };
         let mut seq = first_seq;
-        for (submission, prepared) in batch.drain(..).zip(prepared) {
-            let tally = shared
+        let mut answers = Vec::with_capacity(batch.len());
+        for (submission, prepared) in batch.into_iter().zip(prepared) {
+            let mut tally = shared
                 .fan_out(
                     &submission.recipients,
                     &prepared.encoded,
                     seq,
                     submission.pushed,
+                    true,
                 )
                 .await;
             seq += prepared.encoded.len() as u64;
+            wakers.extend(tally.wakers.take().into_iter().flatten());
+            answers.push((submission, prepared.ids, tally));
+        }
+        for (submission, ids, tally) in answers {
             // The pusher may have given up waiting; the push happened all the same.
-            let _ = submission.reply.send(Ok(Committed {
-                ids: prepared.ids,
-                tally,
-            }));
+            let _ = submission.reply.send(Ok(Committed { ids, tally }));
+        }
+        for waker in wakers.drain(..) {
+            waker.wake();
         }
     }
 }
@@ -287,7 +380,7 @@ async fn refuse_reused_ids(
     if explicit.is_empty() {
         return Ok(());
     }
-    let stored = isolated(store, |store| async move {
+    let stored = isolated(Box::pin(async move {
         let mut stored = HashSet::new();
         for id in explicit {
             if store.seq_of(&id).await?.is_some() {
@@ -295,7 +388,7 @@ async fn refuse_reused_ids(
             }
         }
         Ok(stored)
-    })
+    }))
     .await?;
     let mut seen = HashSet::new();
     let mut kept = Vec::with_capacity(batch.len());
@@ -326,25 +419,19 @@ async fn refuse_reused_ids(
     Ok(())
 }
 
-/// Runs a store call on a task of its own, so that a panicking store fails this call with an
-/// error instead of taking the committer down with it.
-async fn isolated<T, F, Fut>(store: &Arc<dyn Store>, call: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-{
-    match tokio::spawn(call(Arc::clone(store))).await {
-        Ok(result) => result,
-        Err(error) => Err(StoreError::backend(format!(
-            "the store {}",
-            if error.is_panic() {
-                "panicked"
-            } else {
-                "task was cancelled"
-            }
-        ))),
-    }
+/// Runs a store call, turning a panic inside it into an error for this call instead of taking
+/// the committer down with it. Polled in place (a task of its own would cost a trip through the
+/// runtime's queues per call, behind every stream task woken meanwhile).
+async fn isolated<T>(
+    mut call: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + '_>>,
+) -> Result<T, StoreError> {
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(_) => Poll::Ready(Err(StoreError::backend("the store panicked"))),
+        }
+    })
+    .await
 }
 
 /// Answers every push of a batch that could not be saved: nothing of it was sent.

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::oneshot;
+
 use ::redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -82,7 +84,12 @@ const COMPACT_MIN_BYTES: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct RedbStore {
     inner: Arc<Inner>,
+    /// Where saves go: the thread that writes and syncs them.
+    saves: std::sync::mpsc::Sender<Save>,
 }
+
+/// One save for the save thread: the records, and where to answer.
+type Save = (Vec<Record>, oneshot::Sender<Result<(), StoreError>>);
 
 #[derive(Debug)]
 struct Inner {
@@ -224,19 +231,29 @@ impl RedbStore {
             txn.open_table(SETS).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                db: RwLock::new(db),
-                retention,
-                path,
-                compaction: Mutex::new(Compaction {
-                    interval: Some(COMPACT_INTERVAL),
-                    last: Instant::now(),
-                    dropped: 0,
-                }),
-                report: Mutex::new(Report::default()),
+        let inner = Arc::new(Inner {
+            db: RwLock::new(db),
+            retention,
+            path,
+            compaction: Mutex::new(Compaction {
+                interval: Some(COMPACT_INTERVAL),
+                last: Instant::now(),
+                dropped: 0,
             }),
-        })
+            report: Mutex::new(Report::default()),
+        });
+        let (saves, jobs) = std::sync::mpsc::channel();
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("ssehub-redb-save".into())
+            .spawn(move || run_saves(&weak, &jobs))
+            .map_err(|error| {
+                StoreError::backend(format!(
+                    "cannot start the save thread of {}: {error}",
+                    inner.path.display()
+                ))
+            })?;
+        Ok(Self { inner, saves })
     }
 
     /// How often, at most, a save compacts the file (`None`: never; [`RedbStore::compact`]
@@ -314,6 +331,29 @@ impl RedbStore {
         tokio::task::spawn_blocking(move || work(&inner))
             .await
             .map_err(|error| StoreError::backend(format!("a store task failed: {error}")))?
+    }
+}
+
+/// The save thread: one per store, saving in the order asked, each save one transaction and one
+/// disk sync. A thread of its own rather than `spawn_blocking`: a save, which every push waits
+/// for, never queues behind other blocking work (replays reading the store, a runtime's file
+/// I/O). It holds the store weakly, so dropping the last handle closes the file at once, and it
+/// ends when the last handle is gone. A save that panics fails that save alone.
+fn run_saves(inner: &std::sync::Weak<Inner>, jobs: &std::sync::mpsc::Receiver<Save>) {
+    while let Ok((records, reply)) = jobs.recv() {
+        let result = match inner.upgrade() {
+            Some(inner) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.save(&records)))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::backend(
+                            "a store task failed: the save panicked",
+                        ))
+                    })
+            }
+            None => Err(StoreError::backend("the store was closed")),
+        };
+        drop(records);
+        let _ = reply.send(result);
     }
 }
 
@@ -705,8 +745,12 @@ fn migrate_from_v1(
 #[async_trait]
 impl Store for RedbStore {
     async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        let records = records.to_vec();
-        self.blocking(move |inner| inner.save(&records)).await
+        let stopped = || StoreError::backend("a store task failed: the save thread stopped");
+        let (reply, answer) = oneshot::channel();
+        self.saves
+            .send((records.to_vec(), reply))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn last_seq(&self) -> Result<u64, StoreError> {
