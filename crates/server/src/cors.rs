@@ -45,7 +45,8 @@ impl Cors {
         self.any || self.origins.iter().any(|allowed| allowed == origin)
     }
 
-    fn is_off(&self) -> bool {
+    /// Whether no origin is allowed (CORS off).
+    pub(crate) fn is_off(&self) -> bool {
         !self.any && self.origins.is_empty()
     }
 

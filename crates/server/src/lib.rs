@@ -217,8 +217,12 @@ impl Hubserver {
             .events_path("/events")
             .fallback(router)
             .write_timeout(config.write_timeout)
-            .dead_peer_timeout(config.dead_peer_timeout)
-            .response_headers(move |parts, headers| cors.stream_headers(parts, headers));
+            .dead_peer_timeout(config.dead_peer_timeout);
+        // Only with origins: the hook copies the stream headers for every stream it answers.
+        if !cors.is_off() {
+            server =
+                server.response_headers(move |parts, headers| cors.stream_headers(parts, headers));
+        }
         if let Some(connections) = config.max_connections {
             server = server.max_connections(connections);
         }

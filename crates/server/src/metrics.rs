@@ -37,7 +37,7 @@ static RECORDER: OnceLock<Result<PrometheusHandle, MetricsError>> = OnceLock::ne
 
 impl Metrics {
     /// Installs the Prometheus recorder as the process's `metrics` recorder (once; later calls
-    /// share it) and starts its upkeep on the current runtime.
+    /// share it) and starts its upkeep (a thread that folds histograms every 5 s).
     ///
     /// # Errors
     ///
@@ -63,14 +63,20 @@ impl Metrics {
                     MetricsError("another metrics recorder is installed in this process".to_owned())
                 })?;
                 ssehub_hub::metrics::describe();
+                // A thread of its own, not a task: the recorder outlives whichever runtime
+                // installed it (a test's, say), and its histograms must keep being folded.
                 let upkeep = handle.clone();
-                tokio::spawn(async move {
-                    let mut interval = tokio::time::interval(UPKEEP);
-                    loop {
-                        interval.tick().await;
-                        upkeep.run_upkeep();
-                    }
-                });
+                std::thread::Builder::new()
+                    .name("ssehub-metrics".to_owned())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(UPKEEP);
+                            upkeep.run_upkeep();
+                        }
+                    })
+                    .map_err(|e| {
+                        MetricsError(format!("cannot start the metrics upkeep thread: {e}"))
+                    })?;
                 Ok(handle)
             })
             .clone()?;

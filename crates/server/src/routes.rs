@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ssehub_hub::Hub;
@@ -50,12 +49,11 @@ pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors) -> Rout
     }
 }
 
-async fn push(
-    State(routes): State<Routes>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err((status, message)) = routes.access.may_publish(&headers) {
+/// `POST /push`: the credential first, the body only then, so a client without the key cannot
+/// make the hub read (and hold) a body of up to `--max-push-bytes`.
+async fn push(State(routes): State<Routes>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Err((status, message)) = routes.access.may_publish(&parts.headers) {
         let mut response = envelope(status, &message);
         if status == StatusCode::UNAUTHORIZED {
             response
@@ -64,7 +62,8 @@ async fn push(
         }
         return response;
     }
-    let body = match body {
+    // The body limit travels in the request's extensions (`DefaultBodyLimit`), kept in `parts`.
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &()).await {
         Ok(body) => body,
         Err(rejection) => return envelope(rejection.status(), &rejection.body_text()),
     };
