@@ -833,3 +833,104 @@ async fn unicast_loss_and_duplicates_fail_the_run() {
     gets.sort();
     assert_eq!(gets, ["/events?uid=c0", "/events?uid=c1", "/events?uid=c2"]);
 }
+
+/// `ssehub bench --observe` in the background: it counts another run's typed pushes.
+fn observe(
+    addr: SocketAddr,
+    clients: u64,
+    pushes: u64,
+    secs: u64,
+) -> tokio::task::JoinHandle<Output> {
+    let args: Vec<String> = [
+        "--sse-url",
+        &format!("http://{addr}/events"),
+        "--clients",
+        &clients.to_string(),
+        "--observe",
+        &pushes.to_string(),
+        "--typed",
+        "--duration",
+        &secs.to_string(),
+        "--warmup",
+        "0",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bench(&args).await
+    })
+}
+
+/// Waits until the hub has `clients` streams.
+async fn until_online(hub: &Hub, clients: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while hub.stats().connections < clients {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_counts_another_runs_typed_pushes_and_nothing_else() {
+    let (hub, addr) = start_hub().await;
+    let observer = observe(addr, 30, 60, 30);
+    until_online(&hub, 30).await;
+    // Stamped but untyped, as another run's pushes would be: not the observed run's.
+    for seq in 0..5 {
+        hub.broadcast(vec![ssehub_hub::Event::new(format!("{seq} {}", now_ns()))])
+            .await
+            .unwrap();
+    }
+    let publisher = bench(&[
+        "--sse-url",
+        &format!("http://{addr}/events"),
+        "--push-url",
+        &format!("http://{addr}/push"),
+        "--clients",
+        "1",
+        "--rate",
+        "60",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--typed",
+        "--body",
+        r#"{"events":[{"event":"tick","data":"{seq} {ts}"}]}"#,
+    ])
+    .await;
+    let publisher = report(&publisher);
+    assert_eq!(u(&publisher, "pushes_acked"), 60);
+    // The publisher's own client counts the typed pushes, not the untyped ones.
+    assert_eq!(u(&publisher, "deliveries_received"), 60);
+    let observed = report(&observer.await.unwrap());
+    assert_eq!(observed["mode"], "observe");
+    assert_eq!(u(&observed, "clients_connected"), 30);
+    assert_eq!(u(&observed, "deliveries_expected"), 60 * 30);
+    assert_eq!(u(&observed, "deliveries_received"), 60 * 30);
+    assert_eq!(u(&observed, "lost"), 0);
+    assert_eq!(u(&observed, "duplicates"), 0);
+    assert_eq!(u(&observed, "other_events"), 5 * 30);
+    assert!(f(&observed["latency_ms"], "p50") > 0.0, "{observed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_that_misses_a_push_fails_the_run() {
+    let (hub, addr) = start_hub().await;
+    let observer = observe(addr, 3, 4, 2);
+    until_online(&hub, 3).await;
+    for seq in [0, 1, 3] {
+        let event = ssehub_hub::Event::new(format!("{seq} {}", now_ns())).with_event("tick");
+        hub.broadcast(vec![event]).await.unwrap();
+    }
+    let output = observer.await.unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("3 lost"), "{}", stderr(&output));
+    let observed = failed_report(&output);
+    assert_eq!(u(&observed, "deliveries_received"), 3 * 3);
+}

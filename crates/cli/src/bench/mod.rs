@@ -149,6 +149,18 @@ pub struct Args {
     /// Worker threads of the generator.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: u64,
+    /// The pushes carry an event type: give the body an "event" and count only events that
+    /// have one (and, without this flag, only events that have none). Two runs on the same
+    /// streams, one typed, then each count their own pushes.
+    #[arg(long)]
+    typed: bool,
+    /// Publish nothing: count another run's pushes 0 to N-1 (its --rate × --duration), stamped
+    /// from now on, as they arrive at these clients, and wait at most --duration for every
+    /// client to have all N. For several generators watching one publisher (several servers
+    /// behind one backend, each generator connected to one of them). Fails on a loss or a
+    /// duplicate.
+    #[arg(long, value_name = "N", conflicts_with_all = ["rate", "push_url"])]
+    observe: Option<u64>,
 }
 
 /// A run, checked.
@@ -174,6 +186,10 @@ struct Plan {
     unicast: Option<Recipients>,
     /// Uni-cast: the addressing as given, for the report.
     unicast_report: Option<UnicastReport>,
+    /// `--typed`.
+    typed: bool,
+    /// `--observe`: the pushes are another run's.
+    observe: bool,
 }
 
 /// Runs `ssehub bench` and prints its JSON line.
@@ -200,7 +216,11 @@ pub fn run(args: Args) -> ExitCode {
             match written {
                 Ok(()) if failures.is_empty() => ExitCode::SUCCESS,
                 Ok(()) => {
-                    eprintln!("error: the uni-cast run failed: {}", failures.join(", "));
+                    eprintln!(
+                        "error: the {} run failed: {}",
+                        report.mode,
+                        failures.join(", ")
+                    );
                     ExitCode::FAILURE
                 }
                 Err(error) => {
@@ -242,7 +262,10 @@ impl Plan {
         let warmup = seconds("warmup", args.warmup)?;
         let grace = seconds("grace", args.grace)?;
         let publishing = args.rate > 0.0;
-        let pushes_planned = (args.rate * duration.as_secs_f64()).floor() as u64;
+        let pushes_planned = match args.observe {
+            Some(pushes) => pushes,
+            None => (args.rate * duration.as_secs_f64()).floor() as u64,
+        };
         if pushes_planned > MAX_PUSHES {
             return bad(format!(
                 "--rate × --duration is {pushes_planned} pushes; at most {MAX_PUSHES} per run"
@@ -260,6 +283,11 @@ impl Plan {
                  --clients, --rate or --duration",
                 args.clients,
                 seen_bytes >> 20
+            ));
+        }
+        if unicast && args.observe.is_some() {
+            return bad(format!(
+                "--observe counts broadcasts; {CLIENT_PLACEHOLDER} in --sse-url makes a uni-cast run"
             ));
         }
         let recipients = if unicast {
@@ -379,6 +407,8 @@ impl Plan {
                 seed: args.seed,
             }),
             unicast: recipients,
+            typed: args.typed,
+            observe: args.observe.is_some(),
         })
     }
 }
@@ -409,13 +439,16 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
         tracing::info!(connections = push_streams.len(), "push connections open");
     }
 
+    // An observer counts what is stamped from now on: it cannot know when the publisher starts.
+    let began_ns = now_ns();
     let memory_before = server_memory(plan);
     let shared = Arc::new(Shared {
         target: plan.sse.addr,
         request: sse_request(&plan.sse),
         connect_timeout: CLIENT_CONNECT_TIMEOUT,
         pushes_planned: plan.pushes_planned,
-        publish_start_ns: AtomicU64::new(0),
+        typed: plan.typed,
+        publish_start_ns: AtomicU64::new(if plan.observe { began_ns } else { 0 }),
         dropped: AtomicU64::new(0),
         tallies: (0..(plan.threads as u64 * 4).min(plan.clients))
             .map(|_| Mutex::default())
@@ -441,7 +474,7 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
     let generator_cpu_before = generator.cpu_secs().ok();
     let server_cpu_before = plan.server.as_ref().and_then(|(_, p)| p.cpu_secs().ok());
     let start = Instant::now();
-    let start_ns = now_ns();
+    let start_ns = if plan.observe { began_ns } else { now_ns() };
     shared.publish_start_ns.store(start_ns, Ordering::Release);
     let deadline = start + plan.duration + plan.grace;
     let owed = |push: &PushSpec, outcome: &PushOutcome| match &shared.unicast {
@@ -452,6 +485,18 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
         Some(push) => {
             tracing::info!(rate = plan.rate, pushes = plan.pushes_planned, "publishing");
             publish_and_collect(push.clone(), push_streams, &shared, &owed, start, deadline).await
+        }
+        None if plan.observe => {
+            let owed = plan.pushes_planned * clients_connected;
+            tracing::info!(
+                pushes = plan.pushes_planned,
+                "observing another run's pushes"
+            );
+            let mut poll = tokio::time::interval(POLL);
+            while shared.received() < owed && Instant::now() < start + plan.duration {
+                poll.tick().await;
+            }
+            PushOutcome::default()
         }
         None => {
             tracing::info!(
@@ -473,7 +518,12 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
             (owed.expected, owed.lost)
         }
         _ => {
-            let expected = pushes.acked * clients_connected;
+            let pushes = if plan.observe {
+                plan.pushes_planned
+            } else {
+                pushes.acked
+            };
+            let expected = pushes * clients_connected;
             (expected, expected.saturating_sub(total.received))
         }
     };
@@ -495,6 +545,8 @@ async fn bench(plan: &Plan) -> Result<Report, BenchError> {
     Ok(Report {
         mode: if plan.unicast.is_some() {
             "unicast"
+        } else if plan.observe {
+            "observe"
         } else {
             "broadcast"
         },

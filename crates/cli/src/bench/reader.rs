@@ -47,6 +47,9 @@ pub struct Shared {
     pub connect_timeout: Duration,
     /// Pushes planned: sequence numbers at or above it are not ours.
     pub pushes_planned: u64,
+    /// The run's pushes carry an event type (`--typed`): only typed events count, and untyped
+    /// ones only without it, so two publishers' stamped events can share the streams.
+    pub typed: bool,
     /// When publishing started, ns since the UNIX epoch; 0 before. Events stamped earlier are not
     /// this run's pushes (a server replaying a previous run's events, for instance).
     pub publish_start_ns: AtomicU64,
@@ -282,7 +285,15 @@ impl Client {
         body.decode(bytes, |payload| {
             sse.feed(payload, |event| {
                 let tally = guard.get_or_insert_with(|| lock(tally));
-                count(event, now_ns, start_ns, seen, unicast.as_mut(), tally);
+                count(
+                    event,
+                    now_ns,
+                    start_ns,
+                    shared.typed,
+                    seen,
+                    unicast.as_mut(),
+                    tally,
+                );
             });
         })
         .map_err(|error: HttpError| error.to_string())?;
@@ -300,17 +311,23 @@ struct Addressee<'a> {
     scratch: &'a mut Vec<u64>,
 }
 
-/// Counts one event received at `now_ns`; in a uni-cast run, by client `addressee`.
+/// Counts one event received at `now_ns`; in a uni-cast run, by client `addressee`. Only
+/// events typed as `typed` says are this run's.
 fn count(
     event: Parsed,
     now_ns: u64,
     start_ns: u64,
+    typed: bool,
     seen: &mut Bitset,
     mut addressee: Option<&mut Addressee<'_>>,
     tally: &mut Tally,
 ) {
     match event {
-        Parsed::Stamped { seq, ts } if start_ns != 0 && ts >= start_ns && seq < seen.len() => {
+        Parsed::Stamped {
+            seq,
+            ts,
+            typed: event_typed,
+        } if event_typed == typed && start_ns != 0 && ts >= start_ns && seq < seen.len() => {
             if let Some(addressee) = addressee.as_deref_mut()
                 && !addressee
                     .unicast
@@ -396,7 +413,11 @@ mod tests {
         let mut seen = Bitset::new(4);
         let mut tally = Tally::default();
         let start = 1_000_000_000;
-        let stamped = |seq, ts| Parsed::Stamped { seq, ts };
+        let stamped = |seq, ts| Parsed::Stamped {
+            seq,
+            ts,
+            typed: false,
+        };
         let now = start + 5_000_000;
         for event in [
             stamped(0, start + 1_000_000),
@@ -407,7 +428,7 @@ mod tests {
             stamped(4, start + 1), // beyond the plan
             Parsed::Other,
         ] {
-            count(event, now, start, &mut seen, None, &mut tally);
+            count(event, now, start, false, &mut seen, None, &mut tally);
         }
         assert_eq!((tally.received, tally.duplicates, tally.other), (3, 1, 3));
         assert_eq!(tally.last_receive_ns, now);
@@ -417,9 +438,37 @@ mod tests {
             tally.latency.highest_equivalent(5_000_000)
         );
         // Before publishing starts, nothing counts as a delivery.
-        count(stamped(2, start), now, 0, &mut seen, None, &mut tally);
+        count(
+            stamped(2, start),
+            now,
+            0,
+            false,
+            &mut seen,
+            None,
+            &mut tally,
+        );
         assert_eq!((tally.received, tally.other), (3, 4));
         assert_eq!(tally.misdelivered, 0);
+        // Another publisher's typed events are not this run's, nor, in a typed run, untyped ones.
+        let typed = Parsed::Stamped {
+            seq: 2,
+            ts: start,
+            typed: true,
+        };
+        count(typed, now, start, false, &mut seen, None, &mut tally);
+        assert_eq!((tally.received, tally.other), (3, 5));
+        count(
+            stamped(2, start),
+            now,
+            start,
+            true,
+            &mut seen,
+            None,
+            &mut tally,
+        );
+        assert_eq!((tally.received, tally.other), (3, 6));
+        count(typed, now, start, true, &mut seen, None, &mut tally);
+        assert_eq!((tally.received, tally.other), (4, 6));
     }
 
     #[test]
@@ -440,11 +489,16 @@ mod tests {
         };
         let mut seen = Bitset::new(4);
         for seq in [0, 1, 2, 0, 3] {
-            let event = Parsed::Stamped { seq, ts: start };
+            let event = Parsed::Stamped {
+                seq,
+                ts: start,
+                typed: false,
+            };
             count(
                 event,
                 now,
                 start,
+                false,
                 &mut seen,
                 Some(&mut client_1),
                 &mut tally,

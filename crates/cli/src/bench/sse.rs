@@ -5,7 +5,8 @@
 //! arrive, so a client costs no read buffer of its own and an event no allocation. The line rules
 //! are the spec's (LF, CRLF or CR end a line, also split across reads; `:` starts a comment; a
 //! blank line dispatches; the `data` lines of an event are joined with LF), but only the `data`
-//! field is looked at, and a UTF-8 BOM is not skipped (the generator's own pushes never start
+//! field is read (of an `event` field, only that it is there: see [`Parsed::Stamped::typed`]),
+//! and a UTF-8 BOM is not skipped (the generator's own pushes never start
 //! with digits hidden behind one).
 
 /// What one dispatched event carried.
@@ -17,6 +18,9 @@ pub enum Parsed {
         seq: u64,
         /// The second run of digits: ns since the UNIX epoch.
         ts: u64,
+        /// The event had an `event` field with a type (any but empty): so a run can tell the pushes of another
+        /// publisher (`--typed`) from its own, both stamped, on the same streams.
+        typed: bool,
     },
     /// An event whose data had fewer than two runs of digits (a server's own event).
     Other,
@@ -29,6 +33,11 @@ enum Line {
     Start,
     /// The field name so far matches the first `n` bytes of `data`.
     Name(u8),
+    /// The field name so far matches the first `n` bytes of `event`.
+    TypeName(u8),
+    /// In the value of an `event` field, before its first byte that counts; `true` while the
+    /// next byte may be the one space the spec drops.
+    TypeValue(bool),
     /// In the value of a `data` field; `true` until the first byte, which may be the one
     /// space the spec drops.
     Data(bool),
@@ -44,6 +53,8 @@ pub struct SseParser {
     after_cr: bool,
     /// The event has at least one `data` field.
     has_data: bool,
+    /// The event has an `event` field.
+    typed: bool,
     /// Runs of digits completed in this event's data (only the first two matter).
     runs: u8,
     /// Inside a run of digits.
@@ -61,6 +72,7 @@ impl Default for SseParser {
 }
 
 const DATA: &[u8; 4] = b"data";
+const EVENT: &[u8; 5] = b"event";
 
 impl SseParser {
     /// A parser at the start of a stream.
@@ -69,6 +81,7 @@ impl SseParser {
             line: Line::Start,
             after_cr: false,
             has_data: false,
+            typed: false,
             runs: 0,
             in_run: false,
             value: 0,
@@ -99,6 +112,8 @@ impl SseParser {
                 Line::Start => {
                     self.line = if byte == DATA[0] {
                         Line::Name(1)
+                    } else if byte == EVENT[0] {
+                        Line::TypeName(1)
                     } else {
                         // A comment (`:`) or a field we do not read.
                         Line::Skip
@@ -115,6 +130,29 @@ impl SseParser {
                 Line::Name(matched) => {
                     self.line = if byte == DATA[usize::from(matched)] {
                         Line::Name(matched + 1)
+                    } else {
+                        Line::Skip
+                    };
+                }
+                Line::TypeName(5) => {
+                    self.line = if byte == b':' {
+                        Line::TypeValue(true)
+                    } else {
+                        Line::Skip
+                    };
+                }
+                Line::TypeValue(first) => {
+                    // Any value but the empty one (which is `message`); which does not matter.
+                    if !(first && byte == b' ') {
+                        self.typed = true;
+                        self.line = Line::Skip;
+                    } else {
+                        self.line = Line::TypeValue(false);
+                    }
+                }
+                Line::TypeName(matched) => {
+                    self.line = if byte == EVENT[usize::from(matched)] {
+                        Line::TypeName(matched + 1)
                     } else {
                         Line::Skip
                     };
@@ -175,16 +213,20 @@ impl SseParser {
                         Parsed::Stamped {
                             seq: self.seq,
                             ts: self.ts,
+                            typed: self.typed,
                         }
                     } else {
                         Parsed::Other
                     });
                 }
                 self.has_data = false;
+                self.typed = false;
                 self.runs = 0;
             }
             // `data` with no colon: a data field with an empty value.
             Line::Name(4) => self.has_data = true,
+            // An empty type (`event`, `event:` or `event: `) is no type: `message`.
+            Line::TypeName(_) | Line::TypeValue(_) => {}
             // The LF that joins data lines ends a run of digits.
             Line::Data(_) => self.end_run(),
             Line::Name(_) | Line::Skip => {}
@@ -208,7 +250,11 @@ mod tests {
     }
 
     fn stamped(seq: u64, ts: u64) -> Parsed {
-        Parsed::Stamped { seq, ts }
+        Parsed::Stamped {
+            seq,
+            ts,
+            typed: false,
+        }
     }
 
     /// Every way of cutting `input` gives `expected`.
@@ -234,13 +280,31 @@ mod tests {
     #[test]
     fn comments_and_other_fields_are_ignored() {
         check(
-            ":ok\n: 5 6\nid: 01ABC 7 8\nevent: 9 10\nretry: 11\ndata:3 300 x\n\n:\n\n",
+            ":ok\n: 5 6\nid: 01ABC 7 8\nretry: 11\ndata:3 300 x\n\n:\n\n",
             &[stamped(3, 300)],
         );
         // Field names that only start like `data`.
         check("dat: 1 2\ndatas: 3 4\ndata 5 6\n\n", &[]);
         // An event without data is not dispatched at all.
         check("id: 1\n\n", &[]);
+    }
+
+    #[test]
+    fn an_event_field_marks_the_event_typed_whatever_its_value() {
+        let typed = |seq, ts| Parsed::Stamped {
+            seq,
+            ts,
+            typed: true,
+        };
+        check(
+            "event: 9 10\ndata: 3 300\n\ndata: 4 400\n\ndata: 5 500\nevent:x\n\n",
+            &[typed(3, 300), stamped(4, 400), typed(5, 500)],
+        );
+        // Only the field named exactly `event`, and an empty value is no type.
+        check(
+            "even: x\nevents: y\nevent\nevent:\nevent: \ndata: 1 2\n\n",
+            &[stamped(1, 2)],
+        );
     }
 
     #[test]
