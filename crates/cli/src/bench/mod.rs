@@ -216,11 +216,12 @@ pub fn run(args: Args) -> ExitCode {
             match written {
                 Ok(()) if failures.is_empty() => ExitCode::SUCCESS,
                 Ok(()) => {
-                    eprintln!(
-                        "error: the {} run failed: {}",
-                        report.mode,
-                        failures.join(", ")
-                    );
+                    let run = if report.mode == "unicast" {
+                        "uni-cast"
+                    } else {
+                        report.mode
+                    };
+                    eprintln!("error: the {run} run failed: {}", failures.join(", "));
                     ExitCode::FAILURE
                 }
                 Err(error) => {
