@@ -34,6 +34,16 @@ pub(crate) fn default_concurrent_replays(workers: usize) -> usize {
     (workers * 2).max(4)
 }
 
+/// How a stream batches its events into writes (`HubBuilder::batch_delay`,
+/// `HubBuilder::batch_when_busy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batching {
+    /// Every batch waits this long after its first event.
+    Fixed(Duration),
+    /// Only an event within this long of the stream's last write waits, until this long after it.
+    WhenBusy(Duration),
+}
+
 /// Everything the hub needs to know, fixed when it is built.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -50,7 +60,7 @@ pub(crate) struct Config {
     pub(crate) resend: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) resend_page_size: usize,
-    pub(crate) batch_delay: Option<Duration>,
+    pub(crate) batching: Option<Batching>,
     // What a push may carry (see `limits.rs`).
     pub(crate) limits: PushLimits,
     pub(crate) reserved_over_http: bool,
@@ -87,7 +97,7 @@ impl Default for Config {
             resend: false,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
-            batch_delay: None,
+            batching: None,
             limits: PushLimits::default(),
             reserved_over_http: false,
             caps: Caps {
@@ -120,7 +130,7 @@ impl fmt::Debug for Config {
             .field("resend", &self.resend)
             .field("store_timeout", &self.store_timeout)
             .field("resend_page_size", &self.resend_page_size)
-            .field("batch_delay", &self.batch_delay)
+            .field("batching", &self.batching)
             .field("limits", &self.limits)
             .field("reserved_over_http", &self.reserved_over_http)
             .field("caps", &self.caps)
@@ -440,7 +450,31 @@ impl HubBuilder {
     ///     .build().unwrap();
     /// ```
     pub fn batch_delay(mut self, delay: Option<Duration>) -> Self {
-        self.config.batch_delay = delay.filter(|delay| !delay.is_zero());
+        self.config.batching = delay.filter(|delay| !delay.is_zero()).map(Batching::Fixed);
+        self
+    }
+
+    /// Batches a stream's events only while they come close together: an event that finds its
+    /// stream quiet (nothing written for `window`) is written at once; one that comes within
+    /// `window` of the stream's last write waits until `window` after it, and goes out with
+    /// whatever else came meanwhile. Off by default. Replaces [`batch_delay`](Self::batch_delay)
+    /// (the last of the two called wins).
+    ///
+    /// So a quiet stream (a user's own notifications, a broadcast every few seconds) gets each
+    /// event without delay, and a busy one (many events a second) gets at most one write per
+    /// `window`, each carrying several events: fewer writes, which are most of a delivery's
+    /// cost, for at most `window` more latency, and only while busy. A backlog (more than one
+    /// write's worth queued) is written without waiting. `None` or zero turns it off.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .batch_when_busy(Some(std::time::Duration::from_millis(5)))
+    ///     .build().unwrap();
+    /// ```
+    pub fn batch_when_busy(mut self, window: Option<Duration>) -> Self {
+        self.config.batching = window
+            .filter(|window| !window.is_zero())
+            .map(Batching::WhenBusy);
         self
     }
 
