@@ -1109,7 +1109,9 @@ async fn a_later_request_for_the_events_path_on_a_kept_alive_connection_is_a_str
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
     // Refused as the lean path refuses: the status and a challenge; the connection lives on.
-    browser.send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    browser
+        .send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
     let (head, _) = browser.response().await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
     assert!(head.contains("www-authenticate: Bearer"), "{head}");
@@ -1151,5 +1153,8 @@ async fn a_later_request_for_the_events_path_on_a_kept_alive_connection_is_a_str
         "{body}"
     );
     drop(browser);
-    eventually("the stream to leave the hub", || server.hub.stats().connections == 0).await;
+    eventually("the stream to leave the hub", || {
+        server.hub.stats().connections == 0
+    })
+    .await;
 }

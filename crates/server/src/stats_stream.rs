@@ -109,7 +109,9 @@ async fn stream(State(streams): State<StatsStreams>) -> Response {
     let Ok(permit) = Arc::clone(&streams.slots).try_acquire_owned() else {
         let mut response = crate::routes::envelope(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("{MAX_STATS_STREAMS} stats streams are open, the most this hub serves; try again later"),
+            &format!(
+                "{MAX_STATS_STREAMS} stats streams are open, the most this hub serves; try again later"
+            ),
         );
         response
             .headers_mut()

@@ -24,7 +24,10 @@ const CSP: &str = "default-src 'self'; base-uri 'none'; form-action 'none'; fram
 /// The routes of the page: `/` and its two files under `/ui/`.
 pub(crate) fn router() -> Router {
     Router::new()
-        .route("/", get(|| async { file("text/html; charset=utf-8", INDEX_HTML) }))
+        .route(
+            "/",
+            get(|| async { file("text/html; charset=utf-8", INDEX_HTML) }),
+        )
         .route(
             "/ui/app.js",
             get(|| async { file("text/javascript; charset=utf-8", APP_JS) }),
@@ -48,7 +51,10 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
             // A new binary may serve a new page: always ask (the files are small).
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             (

@@ -25,7 +25,8 @@ const MAX_STATS_STREAMS: usize = 32;
 async fn the_page_and_its_files_go_out_with_their_types_and_a_strict_policy() {
     let hub = Running::start(settings()).await;
     assert!(
-        hub.banner.contains(&format!("live page:     http://{}/", hub.addr)),
+        hub.banner
+            .contains(&format!("live page:     http://{}/", hub.addr)),
         "{}",
         hub.banner
     );
@@ -41,9 +42,7 @@ async fn the_page_and_its_files_go_out_with_their_types_and_a_strict_policy() {
         assert_eq!(answer.header("content-type"), Some(content_type), "{path}");
         assert_eq!(
             answer.header("content-security-policy"),
-            Some(
-                "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-            ),
+            Some("default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
             "{path}"
         );
         assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
@@ -57,7 +56,10 @@ async fn the_page_and_its_files_go_out_with_their_types_and_a_strict_policy() {
         "{page}"
     );
     assert_eq!(page.matches("<script").count(), 1, "{page}");
-    assert!(!page.contains("<style") && !page.contains(" style="), "{page}");
+    assert!(
+        !page.contains("<style") && !page.contains(" style="),
+        "{page}"
+    );
     assert!(!page.contains("http://") && !page.contains("https://"));
     let script = hub
         .request("GET /ui/app.js HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -129,7 +131,10 @@ async fn the_stats_stream_sends_the_numbers_each_second_and_they_move_with_the_h
     ] {
         assert!(first[field].is_u64(), "{field} in {first}");
     }
-    assert_eq!((&first["connections"], &first["pushes"]), (&0.into(), &0.into()));
+    assert_eq!(
+        (&first["connections"], &first["pushes"]),
+        (&0.into(), &0.into())
+    );
 
     let bearer = format!(
         "Authorization: Bearer {}\r\n",
@@ -143,7 +148,12 @@ async fn the_stats_stream_sends_the_numbers_each_second_and_they_move_with_the_h
         assert_eq!(alice.data().await, data);
     }
     // A refused push is not counted.
-    assert_eq!(hub.push(Some("wrong"), r#"{"events":[{"data":"x"}]}"#).await.status, 401);
+    assert_eq!(
+        hub.push(Some("wrong"), r#"{"events":[{"data":"x"}]}"#)
+            .await
+            .status,
+        401
+    );
 
     // The numbers of the next events say so (each a second apart: a few at most).
     let mut previous = first;
@@ -185,7 +195,11 @@ async fn stats_streams_are_capped_and_all_end_when_the_hub_shuts_down() {
         .request("GET /stats/stream HTTP/1.1\r\nHost: t\r\n\r\n")
         .await;
     assert_eq!(refused.status, 503, "{}", refused.head);
-    assert!(refused.msg().contains("stats streams are open"), "{}", refused.body);
+    assert!(
+        refused.msg().contains("stats streams are open"),
+        "{}",
+        refused.body
+    );
     assert!(refused.header("retry-after").is_some());
 
     // One closed gives its place back (once the server has noticed: it writes each second).
@@ -213,10 +227,7 @@ async fn stats_streams_are_capped_and_all_end_when_the_hub_shuts_down() {
         started.elapsed()
     );
     for mut stream in open {
-        within(async {
-            while stream.next().await.is_some() {}
-        })
-        .await;
+        within(async { while stream.next().await.is_some() {} }).await;
     }
 }
 
@@ -258,7 +269,8 @@ impl StatsStream {
     fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     }
 

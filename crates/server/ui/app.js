@@ -89,11 +89,12 @@ class Chart {
   }
 }
 
-/** The smallest of 1, 2, 2.5, 5 times a power of ten at or above `value` (at least 1). */
+/** The top of a chart's scale: the smallest of 4, or 1, 2, 4 or 8 times a power of ten, at or
+ * above `value`, so that the four grid lines fall on round numbers. */
 function niceCeiling(value) {
-  if (!(value > 1)) return 1;
+  if (!(value > 4)) return 4;
   const power = Math.pow(10, Math.floor(Math.log10(value)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= value) return m * power;
+  for (const m of [1, 2, 4, 8, 10]) if (m * power >= value) return m * power;
   return 10 * power;
 }
 
