@@ -143,6 +143,11 @@ pub struct Settings {
     #[serde(default)]
     pub cors_origins: Vec<String>,
 
+    /// Do not serve the live page at `GET /` (its charts, test-push form and event log)
+    /// [default: false].
+    #[arg(long, env = "SSEHUB_NO_UI", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub no_ui: Option<bool>,
+
     /// Open connections of every kind at most [default: from the open-file limit].
     #[arg(long, env = "SSEHUB_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -224,7 +229,7 @@ impl Settings {
             };
         }
         pick!(
-            listen, data_dir, store, retention_events, retention_age, retention_bytes,
+            listen, no_ui, data_dir, store, retention_events, retention_age, retention_bytes,
             publisher_key, jwt_secret, jwt_public_key, jwt_cookie, jwt_issuer, jwt_audience,
             allow_anonymous, allow_anonymous_publish, max_connections, max_streams,
             max_streams_per_uid, max_push_bytes, max_event_bytes, buffer_events, buffer_bytes,
@@ -343,6 +348,8 @@ pub struct Config {
     pub allow_anonymous_publish: bool,
     /// `--cors-origin`.
     pub cors_origins: Vec<String>,
+    /// Not `--no-ui`: the live page is served at `GET /`.
+    pub ui: bool,
     /// `--max-connections` (`None`: the server's default).
     pub max_connections: Option<usize>,
     /// `--max-streams` (`None`: the hub's default).
@@ -642,6 +649,7 @@ impl Config {
             anonymous_topics: settings.anonymous_topics,
             allow_anonymous_publish: settings.allow_anonymous_publish.unwrap_or(false),
             cors_origins: settings.cors_origins,
+            ui: !settings.no_ui.unwrap_or(false),
             max_connections,
             max_streams,
             max_streams_per_uid,
@@ -733,6 +741,7 @@ impl Config {
             self.allow_anonymous_publish.to_string(),
         );
         line("cors-origins", list(&self.cors_origins));
+        line("no-ui", (!self.ui).to_string());
         let limit = |value: Option<usize>, default: usize| value.unwrap_or(default).to_string();
         line(
             "max-connections",

@@ -12,6 +12,8 @@
 //! | `GET /events` | the stream of the token's `sub`, with `?topic=` within its `topics` claim |
 //! | `POST /push` | the seed's push API and envelope (publisher key or a `publish` token) |
 //! | `GET /stats` | the seed's four counters, connections, users, topics (JSON) |
+//! | `GET /stats/stream` | the same, plus pushes and uptime, as one `stats` event a second |
+//! | `GET /` | the live page (charts, a test-push form, a topic's log), unless `--no-ui` |
 //! | `GET /metrics` | Prometheus text, series `ssehub_*` |
 //! | `GET /healthz`, `GET /readyz` | alive; ready (the store answers, the hub is open) |
 //!
@@ -32,6 +34,8 @@ pub mod cors;
 pub mod keys;
 pub mod metrics;
 mod routes;
+mod stats_stream;
+mod ui;
 pub mod units;
 
 use std::future::{Future, IntoFuture};
@@ -44,6 +48,7 @@ use ssehub_hub::server::Server;
 use ssehub_hub::store::{MemoryStore, RedbStore, Retention, Store};
 use ssehub_hub::{Hub, SlowClientPolicy};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, Claims, SubscriberAuth};
 use crate::config::{Config, SlowClient, StoreKind, TokenKey};
@@ -113,6 +118,8 @@ pub struct Hubserver {
     store_path: Option<PathBuf>,
     publisher: Option<Secret>,
     token: Option<Secret>,
+    /// Cancelled when shutdown starts: ends the stats streams.
+    shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Hubserver {
@@ -206,13 +213,24 @@ impl Hubserver {
         let access = Arc::new(Access::new(&config)?);
         let cors = Cors::new(&config.cors_origins);
         let metrics = Metrics::install()?;
+        let pushes = Arc::default();
+        let shutdown = CancellationToken::new();
+        let mut extra = stats_stream::router(stats_stream::StatsStreams::new(
+            hub.clone(),
+            Arc::clone(&pushes),
+            shutdown.clone(),
+        ));
+        if config.ui {
+            extra = extra.merge(ui::router());
+        }
         let routes = routes::Routes {
             hub: hub.clone(),
             access: Arc::clone(&access),
             store: Arc::clone(&store),
             metrics,
+            pushes,
         };
-        let router = routes::router(routes, config.max_push_bytes, &cors);
+        let router = routes::router(routes, config.max_push_bytes, &cors, extra);
         let mut server = Server::builder(hub.clone(), SubscriberAuth(access))
             .events_path("/events")
             .fallback(router)
@@ -250,6 +268,7 @@ impl Hubserver {
             store_path,
             publisher,
             token,
+            shutdown,
         })
     }
 
@@ -271,6 +290,9 @@ impl Hubserver {
         let base = format!("http://{}", self.addr);
         let mut out = String::new();
         let _ = writeln!(out, "ssehub serve: listening on {base}");
+        if self.config.ui {
+            let _ = writeln!(out, "  live page:     {base}/ (off with --no-ui)");
+        }
         match &self.store_path {
             Some(path) => {
                 let _ = writeln!(
@@ -414,10 +436,12 @@ impl Hubserver {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) {
         let hub = self.hub.clone();
         let restart = self.config.restart;
+        let streams = self.shutdown.clone();
         self.server
             .serve(self.listener)
             .with_graceful_shutdown(async move {
                 signal.await;
+                streams.cancel();
                 tracing::info!(
                     restart,
                     "shutting down: finishing pushes, then ending streams"
