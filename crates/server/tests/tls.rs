@@ -158,6 +158,23 @@ async fn h1(
     sender
 }
 
+/// `GET target` in origin form (`GET /events HTTP/1.1`, as browsers send it over HTTP/1.1),
+/// on a new HTTP/1.1 connection.
+async fn h1_get(
+    addr: std::net::SocketAddr,
+    cert: &Cert,
+    target: &str,
+    bearer: Option<&str>,
+) -> http::Response<Incoming> {
+    let mut sender = h1(addr, cert).await;
+    let mut request = Request::get(target).header("host", "localhost");
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    within(sender.send_request(request)).await.unwrap()
+}
+
 fn get(target: &str, bearer: Option<&str>) -> Request<Full<Bytes>> {
     let mut request = Request::get(format!("https://localhost{target}"));
     if let Some(bearer) = bearer {
@@ -275,6 +292,81 @@ async fn alpn_negotiates_h2_then_http11_and_both_serve_the_routes() {
     server.stop().await;
 }
 
+/// An HTTP/1.1 stream over TLS is written by ssehub itself (no chunked framing; the body ends
+/// with the connection) and gets its events; `HEAD` subscribes no one; the other routes go to
+/// hyper on the same kind of connection, with keep-alive.
+#[tokio::test]
+async fn http11_streams_over_tls_take_the_lean_writer_and_other_routes_hyper() {
+    let dir = temp_dir("tls-h1");
+    let cert = Cert::new(&dir, "a");
+    let server = Running::start(Settings {
+        cors_origins: vec!["https://app.example".to_owned()],
+        ..tls_settings(&cert)
+    })
+    .await;
+    // A refusal, written the same way: its body ends with the connection.
+    let response = h1_get(
+        server.addr,
+        &cert,
+        "/events?topic=news",
+        Some(&user_token("alice")),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("news"), "{body:?}");
+    let response = h1_get(server.addr, &cert, "/events", Some(&user_token("alice"))).await;
+    assert!(response.headers().get("transfer-encoding").is_none());
+    assert_eq!(response.headers()["connection"], "close");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert_eq!(response.headers()["vary"], "origin");
+    let mut alice = Sse::new(response);
+    within(async {
+        while server.hub.stats().connections < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    push(&server.hub, "bob", "not for alice").await;
+    push(&server.hub, "alice", "one").await;
+    push(&server.hub, "alice", "two").await;
+    assert_eq!(alice.data().await, "one");
+    assert_eq!(alice.data().await, "two");
+
+    let mut sender = h1(server.addr, &cert).await;
+    let head = Request::head("/events")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {}", user_token("carol")))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = within(sender.send_request(head)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(server.hub.stats().connections, 1, "HEAD subscribed no one");
+
+    // Two requests on one keep-alive connection, through hyper.
+    let mut sender = h1(server.addr, &cert).await;
+    for _ in 0..2 {
+        let request = Request::get("/healthz")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = within(sender.send_request(request)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("connection").is_none());
+        response.into_body().collect().await.unwrap();
+    }
+    // The client leaving ends its stream.
+    drop(alice);
+    within(async {
+        while server.hub.stats().connections > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    server.stop().await;
+}
+
 /// Uni-cast privacy over HTTP/2: 40 users' streams on one connection, each push to one of them;
 /// every stream gets its own event, and then the broadcast marker next, with nothing between.
 #[tokio::test]
@@ -325,7 +417,6 @@ async fn a_bad_or_missing_token_is_refused_over_h2_and_http11() {
         token(&claims)
     };
     let mut over_h2 = h2(server.addr, &cert).await;
-    let mut over_h1 = h1(server.addr, &cert).await;
     for (name, bearer, reason) in [
         ("none", None, "a token is required"),
         (
@@ -344,9 +435,7 @@ async fn a_bad_or_missing_token_is_refused_over_h2_and_http11() {
             ),
             (
                 "h1",
-                within(over_h1.send_request(get("/events", bearer.as_deref())))
-                    .await
-                    .unwrap(),
+                h1_get(server.addr, &cert, "/events", bearer.as_deref()).await,
             ),
         ] {
             assert_eq!(
@@ -583,18 +672,13 @@ async fn shutdown_ends_tls_streams_with_the_close_event() {
     let cert = Cert::new(&dir, "a");
     let server = Running::start(tls_settings(&cert)).await;
     let mut over_h2 = h2(server.addr, &cert).await;
-    let mut over_h1 = h1(server.addr, &cert).await;
     let mut streams = vec![
         Sse::new(
             within(over_h2.send_request(get("/events", Some(&user_token("a")))))
                 .await
                 .unwrap(),
         ),
-        Sse::new(
-            within(over_h1.send_request(get("/events", Some(&user_token("b")))))
-                .await
-                .unwrap(),
-        ),
+        Sse::new(h1_get(server.addr, &cert, "/events", Some(&user_token("b"))).await),
     ];
     within(async {
         while server.hub.stats().connections < 2 {

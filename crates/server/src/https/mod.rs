@@ -19,6 +19,7 @@
 //!   `--restart`), then handshakes in progress are dropped, HTTP/1.1 connections close after
 //!   their response and HTTP/2 ones get `GOAWAY`; it returns once every connection has ended.
 
+mod h1;
 mod route;
 mod watched;
 
@@ -70,6 +71,7 @@ pub(crate) struct Https {
 
 struct Inner {
     acceptor: TlsAcceptor,
+    events: Events,
     router: Router,
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
@@ -113,6 +115,7 @@ impl Https {
         Self {
             inner: Arc::new(Inner {
                 acceptor: TlsAcceptor::from(options.certificates.server_config()),
+                events: options.events.clone(),
                 router: route::router(options.events, options.routes),
                 http1,
                 http2,
@@ -230,13 +233,46 @@ async fn serve(
         peer,
         requested: Arc::clone(&requested),
     };
-    let io = TokioIo::new(tls);
     let result = if h2 {
-        let connection = inner.http2.serve_connection(io, service);
-        drive(connection, &shutdown, &requested, |c| c.graceful_shutdown()).await
+        let connection = inner.http2.serve_connection(TokioIo::new(tls), service);
+        Box::pin(drive(connection, &shutdown, &requested, |c| {
+            c.graceful_shutdown();
+        }))
+        .await
     } else {
-        let connection = inner.http1.serve_connection(io, service);
-        drive(connection, &shutdown, &requested, |c| c.graceful_shutdown()).await
+        // The first head decides: a stream is served here, anything else by hyper.
+        let deadline = tokio::time::Instant::now() + ssehub_hub::server::DEFAULT_HEAD_TIMEOUT;
+        let first = tokio::select! {
+            first = Box::pin(h1::first(tls, peer, deadline)) => first,
+            // A connection that has not sent its first request has nothing to finish.
+            () = shutdown.cancelled() => return,
+        };
+        match first {
+            h1::First::Stream(io, parts) => {
+                // The hub's close ends a stream, not the server's shutdown.
+                drop((shutdown, service, requested));
+                let events = inner.events.clone();
+                let write_timeout = inner.write_timeout;
+                drop(inner);
+                if let Err(error) = Box::pin(h1::stream(io, &events, parts)).await {
+                    tracing::debug!(%peer, %error, ?write_timeout, "event stream ended with an error");
+                }
+                drop(slot);
+                return;
+            }
+            h1::First::Other(io) => {
+                let connection = inner.http1.serve_connection(TokioIo::new(io), service);
+                Box::pin(drive(connection, &shutdown, &requested, |c| {
+                    c.graceful_shutdown();
+                }))
+                .await
+            }
+            h1::First::Answer(io, status, message) => {
+                h1::answer_and_close(io, status, message, inner.write_timeout).await;
+                Ok(())
+            }
+            h1::First::Close => Ok(()),
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");

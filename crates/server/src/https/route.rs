@@ -44,10 +44,15 @@ pub(crate) fn router(events: Events, routes: Router) -> Router {
         .fallback_service(routes)
 }
 
+/// The route's handler (HTTP/2, and HTTP/1.1 through hyper).
+async fn stream(State(events): State<Events>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    answer(&events, parts).await
+}
+
 /// The event stream, or the answer the lean path would give instead. `HEAD` gets the `GET`'s
 /// status and headers without subscribing.
-async fn stream(State(events): State<Events>, request: Request) -> Response {
-    let (mut parts, _body) = request.into_parts();
+pub(crate) async fn answer(events: &Events, mut parts: http::request::Parts) -> Response {
     // The hub's stream headers (`sse_response` adds them to a stream) are added to every
     // answer here, as the lean path does, and CORS's for this request's origin.
     let mut headers = HeaderMap::new();
