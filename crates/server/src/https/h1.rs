@@ -132,7 +132,8 @@ pub(super) async fn stream<IO: AsyncRead + AsyncWrite + Unpin>(
     parts: Box<http::request::Parts>,
 ) -> io::Result<()> {
     let head_only = parts.method == Method::HEAD;
-    let response = route::answer(events, *parts).await;
+    // Boxed: its state is done with once the stream starts.
+    let response = Box::pin(route::answer(events, *parts)).await;
     let (parts, body) = response.into_parts();
     let mut head = BytesMut::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");

@@ -64,6 +64,9 @@ const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// What rustls buffers of TLS records not yet taken by the socket, per connection.
 const TLS_BUFFER: usize = 64 * 1024;
 
+/// A TLS session over a watched socket.
+type Tls = tokio_rustls::server::TlsStream<Watched<TcpStream>>;
+
 /// The HTTPS server: built by `Hubserver::bind`, run by `Hubserver::run_until`.
 pub(crate) struct Https {
     inner: Arc<Inner>,
@@ -211,9 +214,11 @@ async fn serve(
             .acceptor
             .accept(Watched::new(socket, inner.write_timeout)),
     ));
-    let mut tls = tokio::select! {
+    // Boxed at once: the session (1.2 KiB) is then one allocation that every phase below moves
+    // as a pointer; held by value, each phase's copy would keep its own slot in this task.
+    let mut tls: Box<Tls> = tokio::select! {
         done = handshake => match done {
-            Ok(Ok(tls)) => tls,
+            Ok(Ok(tls)) => Box::new(tls),
             Ok(Err(error)) => {
                 tracing::debug!(%peer, %error, "TLS handshake failed");
                 return;
@@ -341,3 +346,4 @@ fn is_connection_error(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::ConnectionReset
     )
 }
+
