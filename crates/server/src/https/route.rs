@@ -1,6 +1,6 @@
-//! The router of the HTTPS path: `GET`/`HEAD /events` served by hyper (the lean path is
-//! HTTP/1.1 cleartext only), with the same authentication, topics, CORS and refusals as the
-//! lean path, and every other route as on the cleartext path, behind the same limits.
+//! The router of the HTTPS path: `GET`/`HEAD /events` ([`answer`], which HTTP/1.1 streams also
+//! go through, written by `h1.rs`), with the same authentication, topics, CORS and refusals as
+//! the lean path, and every other route as on the cleartext path, behind the same limits.
 
 use std::sync::Arc;
 use std::time::Duration;
