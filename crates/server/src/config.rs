@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::tls::{Certificates, TlsError, TlsFiles};
 use crate::units::{Size, Span};
 
 /// Where the history is kept.
@@ -201,6 +202,19 @@ pub struct Settings {
     #[arg(long, env = "SSEHUB_DEAD_PEER_TIMEOUT", value_name = "DURATION")]
     pub dead_peer_timeout: Option<Span>,
 
+    /// PEM file of the TLS certificate chain (the server's first): serve HTTPS, HTTP/2 and
+    /// HTTP/1.1, instead of cleartext HTTP/1.1. Reloaded on SIGHUP. Needs --tls-key.
+    #[arg(long, env = "SSEHUB_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the TLS certificate's private key (PKCS#8, RSA or EC). Reloaded on SIGHUP.
+    #[arg(long, env = "SSEHUB_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A TLS handshake not done within this is dropped [default: 10s].
+    #[arg(long, env = "SSEHUB_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
+    pub tls_handshake_timeout: Option<Span>,
+
     /// On SIGINT/SIGTERM, end streams without the `close` event, so clients reconnect and
     /// resume (a restart or a rolling deploy) [default: false].
     #[arg(long, env = "SSEHUB_RESTART", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -234,7 +248,7 @@ impl Settings {
             allow_anonymous, allow_anonymous_publish, max_connections, max_streams,
             max_streams_per_uid, max_push_bytes, max_event_bytes, buffer_events, buffer_bytes,
             heartbeat, slow_client, slow_client_timeout, slow_client_retries, write_timeout,
-            dead_peer_timeout, restart;
+            dead_peer_timeout, tls_cert, tls_key, tls_handshake_timeout, restart;
             anonymous_topics, cors_origins
         )
     }
@@ -276,6 +290,8 @@ pub const DEFAULT_MAX_PUSH_BYTES: u64 = 2 << 20;
 pub const DEFAULT_MAX_EVENT_BYTES: u64 = 1 << 20;
 /// The default cap on streams per uid (a user's tabs and devices).
 pub const DEFAULT_MAX_STREAMS_PER_UID: usize = 64;
+/// The default time a TLS handshake may take.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How subscriber tokens are verified.
 #[derive(Clone, PartialEq, Eq)]
@@ -376,6 +392,10 @@ pub struct Config {
     pub write_timeout: Duration,
     /// `--dead-peer-timeout` (`None`: the kernel's).
     pub dead_peer_timeout: Option<Duration>,
+    /// `--tls-cert` and `--tls-key` (`None`: cleartext HTTP/1.1).
+    pub tls: Option<TlsFiles>,
+    /// `--tls-handshake-timeout`.
+    pub tls_handshake_timeout: Duration,
     /// `--restart`.
     pub restart: bool,
 }
@@ -412,6 +432,17 @@ pub enum ConfigError {
         /// What is wrong (with the line, for a parse error).
         message: String,
     },
+}
+
+impl From<TlsError> for ConfigError {
+    /// The error as the setting's: `--tls-cert (SSEHUB_TLS_CERT): FILE: what is wrong`.
+    fn from(error: TlsError) -> Self {
+        let setting = error.flag();
+        let text = error.to_string();
+        let prefix = format!("--{setting} ");
+        let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+        invalid(setting, message)
+    }
 }
 
 /// `jwt-secret` → `SSEHUB_JWT_SECRET`; the repeatable flags' variables hold a list.
@@ -633,6 +664,32 @@ impl Config {
             .map_or(Some(Duration::from_secs(60)), |s| {
                 (!s.0.is_zero()).then_some(s.0)
             });
+        let tls = match (settings.tls_cert, settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                // Read now, so that a bad file is a configuration error naming its flag.
+                Certificates::load(files.clone()).map_err(ConfigError::from)?;
+                Some(files)
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls-key",
+                    "missing: --tls-cert needs the certificate's private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls-cert",
+                    "missing: --tls-key needs the certificate it is the key of",
+                ));
+            }
+            (None, None) => None,
+        };
+        let tls_handshake_timeout = nonzero(
+            "tls-handshake-timeout",
+            settings.tls_handshake_timeout,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        )?;
         Ok(Self {
             listen,
             data_dir,
@@ -663,6 +720,8 @@ impl Config {
             slow_client_retries: settings.slow_client_retries.unwrap_or(3),
             write_timeout,
             dead_peer_timeout,
+            tls,
+            tls_handshake_timeout,
             restart: settings.restart.unwrap_or(false),
         })
     }
@@ -794,6 +853,14 @@ impl Config {
         line(
             "dead-peer-timeout",
             quoted(&Span(self.dead_peer_timeout.unwrap_or_default()).to_string()),
+        );
+        if let Some(tls) = &self.tls {
+            line("tls-cert", quoted(&tls.cert.display().to_string()));
+            line("tls-key", quoted(&tls.key.display().to_string()));
+        }
+        line(
+            "tls-handshake-timeout",
+            quoted(&Span(self.tls_handshake_timeout).to_string()),
         );
         line("restart", self.restart.to_string());
         out

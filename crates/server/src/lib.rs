@@ -31,10 +31,12 @@
 pub mod auth;
 pub mod config;
 pub mod cors;
+mod https;
 pub mod keys;
 pub mod metrics;
 mod routes;
 mod stats_stream;
+pub mod tls;
 mod ui;
 pub mod units;
 
@@ -120,6 +122,17 @@ pub struct Hubserver {
     token: Option<Secret>,
     /// Cancelled when shutdown starts: ends the stats streams.
     shutdown: CancellationToken,
+    /// With `--tls-cert`: the HTTPS path, in place of the lean cleartext one.
+    tls: Option<Tls>,
+}
+
+/// The HTTPS path and what reloads its certificate.
+struct Tls {
+    https: https::Https,
+    certificates: tls::Certificates,
+    /// SIGHUP, registered at bind so that a signal sent once `bind` returned is never fatal.
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Hubserver {
@@ -231,6 +244,10 @@ impl Hubserver {
             pushes,
         };
         let router = routes::router(routes, config.max_push_bytes, &cors, extra);
+        let tls = match &config.tls {
+            Some(files) => Some(Tls::new(&config, files, &hub, &access, &cors, &router)?),
+            None => None,
+        };
         let mut server = Server::builder(hub.clone(), SubscriberAuth(access))
             .events_path("/events")
             .fallback(router)
@@ -269,6 +286,7 @@ impl Hubserver {
             publisher,
             token,
             shutdown,
+            tls,
         })
     }
 
@@ -282,14 +300,36 @@ impl Hubserver {
         &self.hub
     }
 
+    /// With `--tls-cert`: its certificate, to reload by hand (SIGHUP does the same).
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = ssehub_server::Hubserver::bind(ssehub_server::config::Config::from_settings(Default::default())?).await?;
+    /// if let Some(certificates) = server.certificates() {
+    ///     certificates.reload()?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn certificates(&self) -> Option<&tls::Certificates> {
+        self.tls.as_ref().map(|tls| &tls.certificates)
+    }
+
     /// What to print at start: where it listens, where the history is, the publisher key (when
     /// made just now), and a push and a listen line to try, which work as printed.
     pub fn banner(&self) -> String {
         use std::fmt::Write as _;
 
-        let base = format!("http://{}", self.addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", self.addr);
         let mut out = String::new();
         let _ = writeln!(out, "ssehub serve: listening on {base}");
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                out,
+                "  tls:           {} (HTTP/2 and HTTP/1.1; reloaded on SIGHUP)",
+                tls.certificates.files().cert.display()
+            );
+        }
         if self.config.ui {
             let _ = writeln!(out, "  live page:     {base}/ (off with --no-ui)");
         }
@@ -434,32 +474,119 @@ impl Hubserver {
     /// # Ok(()) }
     /// ```
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) {
-        let hub = self.hub.clone();
-        let restart = self.config.restart;
-        let streams = self.shutdown.clone();
-        self.server
-            .serve(self.listener)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                streams.cancel();
-                tracing::info!(
-                    restart,
-                    "shutting down: finishing pushes, then ending streams"
-                );
-                if restart {
-                    hub.close_for_restart().await;
-                } else {
-                    hub.close().await;
-                }
-            })
-            .into_future()
-            .await;
-        tracing::info!(stats = %self.hub.stats(), "stopped");
         let Self {
-            hub, server, store, ..
+            config,
+            hub,
+            store,
+            server,
+            listener,
+            tls,
+            shutdown: streams,
+            ..
         } = self;
+        let closing = hub.clone();
+        let restart = config.restart;
+        let shutdown = async move {
+            signal.await;
+            // The stats streams end first: none holds the graceful shutdown open.
+            streams.cancel();
+            tracing::info!(
+                restart,
+                "shutting down: finishing pushes, then ending streams"
+            );
+            if restart {
+                closing.close_for_restart().await;
+            } else {
+                closing.close().await;
+            }
+        };
+        match tls {
+            None => {
+                server
+                    .serve(listener)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future()
+                    .await;
+            }
+            Some(mut tls) => {
+                let reloading = tls.reload_on_hangup();
+                tls.https.run(listener, shutdown).await;
+                reloading.abort();
+            }
+        }
+        tracing::info!(stats = %hub.stats(), "stopped");
         drop((hub, server));
         release(store).await;
+    }
+}
+
+impl Tls {
+    /// The HTTPS path over the same hub, access rules, CORS and routes as the lean path.
+    fn new(
+        config: &Config,
+        files: &tls::TlsFiles,
+        hub: &Hub,
+        access: &Arc<Access>,
+        cors: &Cors,
+        router: &axum::Router,
+    ) -> Result<Self, ServeError> {
+        let certificates = tls::Certificates::load(files.clone())
+            .map_err(|error| ServeError::Config(error.into()))?;
+        let https = https::Https::new(https::Options {
+            certificates: certificates.clone(),
+            events: https::Events {
+                hub: hub.clone(),
+                access: Arc::clone(access),
+                cors: cors.clone(),
+            },
+            routes: router.clone(),
+            handshake_timeout: config.tls_handshake_timeout,
+            write_timeout: config.write_timeout,
+            dead_peer_timeout: config.dead_peer_timeout,
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(ssehub_hub::admission::default_max_connections),
+        });
+        #[cfg(unix)]
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; the certificate will not be reloaded");
+                None
+            }
+        };
+        Ok(Self {
+            https,
+            certificates,
+            #[cfg(unix)]
+            hangup,
+        })
+    }
+
+    /// A task that reloads the certificate on each SIGHUP; a bad file keeps the old one.
+    fn reload_on_hangup(&mut self) -> tokio::task::JoinHandle<()> {
+        let certificates = self.certificates.clone();
+        #[cfg(unix)]
+        let hangup = self.hangup.take();
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            if let Some(mut hangup) = hangup {
+                while hangup.recv().await.is_some() {
+                    match certificates.reload() {
+                        Ok(()) => tracing::info!(
+                            cert = %certificates.files().cert.display(),
+                            "SIGHUP: certificate reloaded; new connections get it"
+                        ),
+                        Err(error) => tracing::error!(
+                            %error,
+                            "SIGHUP: certificate not reloaded; keeping the one in use"
+                        ),
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            drop(certificates);
+        })
     }
 }
 
