@@ -43,6 +43,7 @@ pub mod push_api;
 mod registry;
 mod resend;
 mod sequencer;
+mod shared_log;
 #[cfg(feature = "server")]
 pub mod server;
 mod slow_client;

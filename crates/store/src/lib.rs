@@ -31,9 +31,11 @@ use std::time::{Duration, SystemTime};
 pub use ssehub_wire::Event;
 
 mod memory;
+mod memory_log;
 
 pub use async_trait::async_trait;
 pub use memory::MemoryStore;
+pub use memory_log::MemoryLog;
 
 /// Where pushed events are kept, so that a reconnecting client gets what it missed.
 ///
@@ -176,6 +178,29 @@ pub trait Log: Store {
     /// Up to `limit` records after `after`, in seq order, waiting a bounded while (a blocking
     /// read) for the first; none if nothing came meanwhile.
     async fn read(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+}
+
+/// A shared log is a log: several hubs of one process can share one (`MemoryLog` in tests).
+///
+/// ```
+/// use std::sync::Arc;
+/// use ssehub_store::{Log, MemoryLog};
+/// fn takes_a_log(_: impl Log) {}
+/// takes_a_log(Arc::new(MemoryLog::new(10)));
+/// ```
+#[async_trait]
+impl<L: Log + ?Sized> Log for Arc<L> {
+    fn opened_at(&self) -> u64 {
+        (**self).opened_at()
+    }
+
+    async fn append(&self, pushes: &[Append<'_>], known: u64) -> Result<Vec<Appended>, StoreError> {
+        (**self).append(pushes, known).await
+    }
+
+    async fn read(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        (**self).read(after, limit).await
+    }
 }
 
 /// One push for [`Log::append`]: who it is for and its events (ids only where the publisher
