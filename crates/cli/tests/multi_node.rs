@@ -119,7 +119,11 @@ impl Node {
             .nth(1)
             .and_then(|code| code.parse().ok())
             .unwrap_or(0);
-        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        let body = answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
         (status, body)
     }
 
@@ -150,10 +154,14 @@ impl Node {
             SECRET,
         )
         .unwrap();
-        let query: Vec<String> = topics.iter().map(|topic| format!("topic={topic}")).collect();
-        let mut builder = ClientBuilder::new(format!("http://{}/events?{}", self.addr, query.join("&")))
-            .header("Authorization", format!("Bearer {token}"))
-            .reconnection_time(Duration::from_millis(100));
+        let query: Vec<String> = topics
+            .iter()
+            .map(|topic| format!("topic={topic}"))
+            .collect();
+        let mut builder =
+            ClientBuilder::new(format!("http://{}/events?{}", self.addr, query.join("&")))
+                .header("Authorization", format!("Bearer {token}"))
+                .reconnection_time(Duration::from_millis(100));
         if let Some(id) = last_event_id {
             builder = builder.last_event_id(id);
         }
@@ -190,7 +198,10 @@ impl Node {
     async fn wait_for_streams(&self, n: u64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.connections().await != n {
-            assert!(tokio::time::Instant::now() < deadline, "{n} streams never opened");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{n} streams never opened"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -327,8 +338,11 @@ async fn uni_cast_and_topics_stay_private_across_nodes() {
     a.wait_for_streams(1).await;
     b.wait_for_streams(1).await;
     a.push_ok(&to_uids(&["alice"], "for alice")).await;
-    b.push_ok(&serde_json::json!({ "topics": ["orders/42"], "events": [{ "data": "order 42" }] }).to_string())
-        .await;
+    b.push_ok(
+        &serde_json::json!({ "topics": ["orders/42"], "events": [{ "data": "order 42" }] })
+            .to_string(),
+    )
+    .await;
     a.push_ok(&serde_json::json!({ "uids": ["bob"], "topics": ["orders/42"], "events": [{ "data": "bob and 42" }] }).to_string())
         .await;
     b.push_ok(&broadcast("end")).await;
@@ -410,7 +424,14 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16, dir: PathBuf) -> Self {
         let child = std::process::Command::new("/usr/bin/redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&dir)
             .stdout(Stdio::null())
@@ -430,7 +451,10 @@ impl OwnRedis {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -480,7 +504,11 @@ async fn a_redis_stopped_and_restarted_mid_stream_loses_nothing() {
     let (status, answer) = a.push(&broadcast("while down")).await;
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("unreachable"), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(a.get("/readyz").await, 503);
     assert_eq!(b.connections().await, 1, "the stream stays open");
 
@@ -513,9 +541,15 @@ async fn a_redis_stopped_and_restarted_mid_stream_loses_nothing() {
     a.push_ok(&broadcast("end")).await;
     let received = on_b.until_end().await;
     let numbers: Vec<u32> = received.iter().map(|data| data.parse().unwrap()).collect();
-    assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "in order, once: {numbers:?}");
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] < pair[1]),
+        "in order, once: {numbers:?}"
+    );
     for data in &accepted {
-        assert!(received.contains(data), "{data} was accepted but never arrived");
+        assert!(
+            received.contains(data),
+            "{data} was accepted but never arrived"
+        );
     }
     assert_eq!(a.get("/readyz").await, 200);
     drop(redis);

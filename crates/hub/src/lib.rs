@@ -43,9 +43,9 @@ pub mod push_api;
 mod registry;
 mod resend;
 mod sequencer;
-mod shared_log;
 #[cfg(feature = "server")]
 pub mod server;
+mod shared_log;
 mod slow_client;
 mod stats;
 pub mod store;

@@ -172,7 +172,8 @@ impl Sequencer {
         if let Some(node) = &self.node {
             // Network-bound, not disk-bound: tasks of the runtime are enough.
             let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
-            let appender = shared_log::append(Arc::downgrade(shared), Arc::clone(node), submissions);
+            let appender =
+                shared_log::append(Arc::downgrade(shared), Arc::clone(node), submissions);
             drop(runtime.spawn(appender));
             drop(runtime.spawn(shared_log::tail(Arc::downgrade(shared), Arc::clone(node))));
             return;
@@ -477,8 +478,11 @@ mod tests {
     #[tokio::test]
     async fn the_queue_to_the_committer_is_bounded_in_bytes() {
         // No committer runs: what is submitted stays queued.
-        let sequencer =
-            Sequencer::new(Arc::new(MemoryStore::new(10)), None, Duration::from_secs(60));
+        let sequencer = Sequencer::new(
+            Arc::new(MemoryStore::new(10)),
+            None,
+            Duration::from_secs(60),
+        );
         let big = || vec![Event::new("x".repeat(QUEUE_BYTES / 4))];
         let mut queued = Vec::new();
         for _ in 0..4 {

@@ -35,7 +35,10 @@ async fn a_push_on_one_node_reaches_every_node_in_one_order() {
         .map(|(n, hub)| {
             tokio::spawn(async move {
                 for i in 0..30 {
-                    let receipt = hub.broadcast([Event::new(format!("{n}-{i}"))]).await.unwrap();
+                    let receipt = hub
+                        .broadcast([Event::new(format!("{n}-{i}"))])
+                        .await
+                        .unwrap();
                     // Delivery happens on every node afterwards: the receipt counts nothing.
                     assert_eq!(receipt.connections, 0);
                 }
@@ -56,9 +59,16 @@ async fn a_push_on_one_node_reaches_every_node_in_one_order() {
     }
     assert_eq!(orders[0], orders[1]);
     assert_eq!(orders[0], orders[2]);
-    let ids: Vec<u64> = orders[0].iter().map(|(id, _)| id.parse().unwrap()).collect();
+    let ids: Vec<u64> = orders[0]
+        .iter()
+        .map(|(id, _)| id.parse().unwrap())
+        .collect();
     assert_eq!(ids, (1..=90).collect::<Vec<_>>(), "the log's seqs, dense");
-    assert_eq!(a.stats().success, 90, "node a delivered to its one connection");
+    assert_eq!(
+        a.stats().success,
+        90,
+        "node a delivered to its one connection"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +113,9 @@ async fn uni_cast_and_topics_stay_private_across_nodes() {
 async fn an_id_used_on_one_node_is_refused_on_another() {
     let log = Arc::new(MemoryLog::new(10_000));
     let (a, b) = (node(&log), node(&log));
-    a.broadcast([Event::new("x").with_id("order-1")]).await.unwrap();
+    a.broadcast([Event::new("x").with_id("order-1")])
+        .await
+        .unwrap();
     let again = b.broadcast([Event::new("y").with_id("order-1")]).await;
     assert!(
         matches!(again, Err(PushError::DuplicateId { index: 0, ref id }) if id == "order-1"),

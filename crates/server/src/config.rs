@@ -54,7 +54,9 @@ impl std::str::FromStr for StoreKind {
         };
         // [[USER]:PASSWORD@]HOST[:PORT][/DB]
         let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let (host, port) = match host_port.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') || host_port.starts_with('[') => {
                 (host, Some(port))
@@ -688,9 +690,7 @@ impl Config {
             ));
         }
         let store = settings.store.unwrap_or(StoreKind::Disk);
-        let redis_prefix = settings
-            .redis_prefix
-            .unwrap_or_else(|| "ssehub".to_owned());
+        let redis_prefix = settings.redis_prefix.unwrap_or_else(|| "ssehub".to_owned());
         if redis_prefix.is_empty()
             || redis_prefix
                 .chars()
@@ -704,7 +704,8 @@ impl Config {
         if let StoreKind::Redis(_) = store {
             // Every node must accept what another node's clients hold: a key made per node
             // would not.
-            if settings.publisher_key.is_none() && !settings.allow_anonymous_publish.unwrap_or(false)
+            if settings.publisher_key.is_none()
+                && !settings.allow_anonymous_publish.unwrap_or(false)
             {
                 return Err(invalid(
                     "publisher-key",

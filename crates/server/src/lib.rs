@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use ssehub_hub::server::Server;
 use ssehub_hub::store::{MemoryStore, RedbStore, Retention, Store};
-use ssehub_store_redis::RedisLog;
 use ssehub_hub::{Hub, SlowClientPolicy};
+use ssehub_store_redis::RedisLog;
 use tokio::net::TcpListener;
 
 use crate::auth::{Access, Claims, SubscriberAuth};

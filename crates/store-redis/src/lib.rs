@@ -474,11 +474,7 @@ impl Log for RedisLog {
         self.opened_at
     }
 
-    async fn append(
-        &self,
-        pushes: &[Append<'_>],
-        known: u64,
-    ) -> Result<Vec<Appended>, StoreError> {
+    async fn append(&self, pushes: &[Append<'_>], known: u64) -> Result<Vec<Appended>, StoreError> {
         let inner = &self.inner;
         let retention = inner.retention;
         let mut invocation = scripts::append().prepare_invoke();
@@ -489,9 +485,11 @@ impl Log for RedisLog {
             .key(&inner.keys.sets)
             .arg(known)
             .arg(retention.max_events)
-            .arg(retention.max_age.map_or(0, |age| {
-                u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
-            }))
+            .arg(
+                retention
+                    .max_age
+                    .map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            )
             .arg(retention.max_bytes.unwrap_or(0))
             .arg(pushes.len());
         for push in pushes {
@@ -556,7 +554,10 @@ impl Log for RedisLog {
             .query_async(&mut connection)
             .await
             .map_err(|error| inner.unreachable(error))?;
-        *inner.blocking.lock().unwrap_or_else(PoisonError::into_inner) = Some(connection);
+        *inner
+            .blocking
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(connection);
         let entries = entry::read_reply(value)?;
         inner.records(entries).await
     }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use ssehub_store::{
-    Append, Appended, Event, ListQuery, Log, Recipients, Record, Retention, Store,
-};
+use ssehub_store::{Append, Appended, Event, ListQuery, Log, Recipients, Record, Retention, Store};
 
 use super::*;
 
@@ -115,7 +113,12 @@ async fn two_nodes_appending_at_once_get_one_dense_order_with_increasing_ids() {
         assert_eq!(pair[1].event.data, "second");
     }
     for pair in all.windows(2) {
-        assert!(pair[0].id() < pair[1].id(), "{} < {}", pair[0].id(), pair[1].id());
+        assert!(
+            pair[0].id() < pair[1].id(),
+            "{} < {}",
+            pair[0].id(),
+            pair[1].id()
+        );
         assert_eq!(pair[0].id().len(), 26, "a ULID");
     }
     assert_eq!(b.last_seq().await.expect("last"), 200);
@@ -137,7 +140,10 @@ async fn a_reused_id_is_refused_on_any_node_and_nothing_of_its_push_is_appended(
     let again = append_one(
         &b,
         &Recipients::All,
-        &[Event::new("y").with_id("fresh"), Event::new("z").with_id("order-1")],
+        &[
+            Event::new("y").with_id("fresh"),
+            Event::new("z").with_id("order-1"),
+        ],
     )
     .await;
     assert_eq!(
@@ -150,7 +156,10 @@ async fn a_reused_id_is_refused_on_any_node_and_nothing_of_its_push_is_appended(
     let within = append_one(
         &b,
         &Recipients::All,
-        &[Event::new("y").with_id("twice"), Event::new("z").with_id("twice")],
+        &[
+            Event::new("y").with_id("twice"),
+            Event::new("z").with_id("twice"),
+        ],
     )
     .await;
     assert!(matches!(within, Appended::DuplicateId { index: 1, .. }));
@@ -172,7 +181,10 @@ async fn a_reused_id_is_refused_on_any_node_and_nothing_of_its_push_is_appended(
         )
         .await
         .expect("appended");
-    assert!(matches!(answers[0], Appended::Accepted { first_seq: 2, .. }));
+    assert!(matches!(
+        answers[0],
+        Appended::Accepted { first_seq: 2, .. }
+    ));
     assert!(matches!(answers[1], Appended::DuplicateId { index: 0, .. }));
     assert_eq!(a.seq_of("fresh").await.expect("seq_of"), None);
     assert_eq!(everything(&a).await.len(), 2);
@@ -186,7 +198,14 @@ async fn resend_lists_only_what_each_uid_and_topic_may_see() {
     // One event (its list inline) and several (a shared set).
     accepted(append_one(&log, &Recipients::uids(["alice"]), &[Event::new("a1")]).await);
     let many = [Event::new("b1"), Event::new("b2").with_event("order")];
-    accepted(append_one(&log, &Recipients::uids(["bob"]).and_topics(["orders/42"]), &many).await);
+    accepted(
+        append_one(
+            &log,
+            &Recipients::uids(["bob"]).and_topics(["orders/42"]),
+            &many,
+        )
+        .await,
+    );
     accepted(append_one(&log, &Recipients::All, &[Event::new("all")]).await);
     accepted(append_one(&log, &Recipients::topics(["orders/4"]), &[Event::new("t4")]).await);
     let seen = |query: ListQuery| {
@@ -201,7 +220,10 @@ async fn resend_lists_only_what_each_uid_and_topic_may_see() {
         }
     };
     assert_eq!(seen(ListQuery::new("alice", 0, 10)).await, ["a1", "all"]);
-    assert_eq!(seen(ListQuery::new("bob", 0, 10)).await, ["b1", "b2", "all"]);
+    assert_eq!(
+        seen(ListQuery::new("bob", 0, 10)).await,
+        ["b1", "b2", "all"]
+    );
     assert_eq!(
         seen(ListQuery::new("carol", 0, 10).topics(["orders/42"])).await,
         ["b1", "b2", "all"]
@@ -229,7 +251,8 @@ async fn retention_by_count_drops_the_oldest_with_their_ids_and_sets() {
     let mut ids = Vec::new();
     for n in 0..12 {
         let events = [Event::new(format!("{n}a")), Event::new(format!("{n}b"))];
-        let (_, assigned) = accepted(append_one(&log, &Recipients::uids([format!("u{n}")]), &events).await);
+        let (_, assigned) =
+            accepted(append_one(&log, &Recipients::uids([format!("u{n}")]), &events).await);
         ids.extend(assigned);
     }
     let all = log.read(0, 100).await.expect("read");
@@ -327,7 +350,9 @@ async fn an_unreachable_redis_fails_fast_with_a_clear_message() {
         .expect_err("nothing there");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        error.to_string().contains(&format!("127.0.0.1:{port} is unreachable")),
+        error
+            .to_string()
+            .contains(&format!("127.0.0.1:{port} is unreachable")),
         "{error}"
     );
     let bad = RedisLog::builder("http://127.0.0.1").connect().await;
