@@ -144,7 +144,7 @@ pub struct Settings {
     #[arg(long, env = "SSEHUB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Where the history is kept: disk, memory, or redis://HOST[:PORT][/DB] to run several
+    /// Where the history is kept: `disk`, `memory`, or `redis://HOST[:PORT][/DB]` to run several
     /// nodes as one hub [default: disk].
     #[arg(long, env = "SSEHUB_STORE", value_name = "STORE")]
     pub store: Option<StoreKind>,

@@ -60,7 +60,7 @@ const MAX_RANGE: usize = 4096;
 /// Recipient sets kept decoded (a large push's set is read once, not per page).
 const SET_CACHE: usize = 32;
 
-/// Options for [`RedisLog::connect`]; see [`RedisLog::builder`].
+/// Options for a [`RedisLog`], then [`RedisLogBuilder::connect`]; see [`RedisLog::builder`].
 ///
 /// ```
 /// let builder = ssehub_store_redis::RedisLog::builder("redis://127.0.0.1:6379")
