@@ -346,8 +346,17 @@ async fn uni_cast_and_topics_stay_private_across_nodes() {
     a.push_ok(&serde_json::json!({ "uids": ["bob"], "topics": ["orders/42"], "events": [{ "data": "bob and 42" }] }).to_string())
         .await;
     b.push_ok(&broadcast("end")).await;
-    assert_eq!(bob.until_end().await, ["bob and 42"]);
-    assert_eq!(carol.until_end().await, ["order 42", "bob and 42"]);
+    // `start` was answered before these streams opened, but a node delivers what it reads
+    // after the answer: it may still reach them, first.
+    let without_start = |mut data: Vec<String>| {
+        data.retain(|event| event != "start");
+        data
+    };
+    assert_eq!(without_start(bob.until_end().await), ["bob and 42"]);
+    assert_eq!(
+        without_start(carol.until_end().await),
+        ["order 42", "bob and 42"]
+    );
     // Resent on the other node: the same, and nothing of alice's.
     let mut bob_again = a.listen("bob", &["orders/4"], Some(&start)).await;
     assert_eq!(bob_again.until_end().await, ["bob and 42"]);
