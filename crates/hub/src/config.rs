@@ -9,7 +9,7 @@ use ssehub_wire::Event;
 
 use crate::limits::PushLimits;
 use crate::registry::Caps;
-use crate::store::Store;
+use crate::store::{Log, Store};
 use crate::{Hub, SlowClientPolicy};
 
 /// Called with the uid and the event for every delivery the slow-client policy gave up on.
@@ -57,6 +57,8 @@ pub(crate) struct Config {
     pub(crate) stream_headers: HeaderMap,
     pub(crate) push_failed: Option<PushFailedHandler>,
     pub(crate) store: Option<Arc<dyn Store>>,
+    /// With a shared log (`HubBuilder::log`): the same object as `store`.
+    pub(crate) log: Option<Arc<dyn Log>>,
     pub(crate) resend: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) resend_page_size: usize,
@@ -94,6 +96,7 @@ impl Default for Config {
             stream_headers,
             push_failed: None,
             store: None,
+            log: None,
             resend: false,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
@@ -127,6 +130,7 @@ impl fmt::Debug for Config {
             .field("stream_headers", &self.stream_headers)
             .field("push_failed", &self.push_failed.is_some())
             .field("store", &self.store.is_some())
+            .field("log", &self.log.is_some())
             .field("resend", &self.resend)
             .field("store_timeout", &self.store_timeout)
             .field("resend_page_size", &self.resend_page_size)
@@ -301,6 +305,47 @@ impl HubBuilder {
     /// ```
     pub fn store(mut self, store: impl Store) -> Self {
         self.config.store = Some(Arc::new(store));
+        self.config.log = None;
+        self
+    }
+
+    /// Makes this hub one node of several sharing `log` (`ssehub_store_redis::RedisLog`, or
+    /// your own [`Log`]), instead of a [`store`](HubBuilder::store) of its own: many nodes behind
+    /// a load balancer then behave as one hub.
+    ///
+    /// A push is appended to the log, which numbers it (one order across nodes) and assigns the
+    /// missing ids; the push returns once it is appended. Every node, this one included, reads
+    /// the log from a task of its own and delivers what it reads to its own connections, in log
+    /// order, each event encoded once per node. So the [`PushReceipt`](crate::PushReceipt) of a
+    /// push has its ids, but `connections` and `failed` are 0: delivery happens afterwards, on
+    /// every node ([`Hub::stats`](crate::Hub::stats) counts each node's deliveries).
+    /// Resend reads the log: `Last-Event-ID` works on any node.
+    ///
+    /// With the log unreachable, pushes fail (`PushError::Store`, `503` over HTTP), streams stay
+    /// open, and the reading task retries with back-off (0.1 s doubling to 5 s, with jitter),
+    /// resuming after the last event it delivered.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Event, Hub};
+    /// use ssehub_hub::store::MemoryLog;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two nodes on one log (in production: `ssehub_store_redis::RedisLog`, one per process).
+    /// let log = Arc::new(MemoryLog::new(10_000));
+    /// let a = Hub::builder().log(Arc::clone(&log)).resend(true).build()?;
+    /// let b = Hub::builder().log(log).resend(true).build()?;
+    /// let mut on_b = b.subscribe("alice", Default::default())?;
+    /// on_b.next().await; // the opening comment
+    /// a.push(["alice"], [Event::new("hi").with_id("1")]).await?;
+    /// assert_eq!(on_b.next().await.unwrap(), "id: 1\ndata: hi\n\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn log(mut self, log: impl Log) -> Self {
+        let log = Arc::new(log);
+        self.config.store = Some(Arc::clone(&log) as Arc<dyn Store>);
+        self.config.log = Some(log);
         self
     }
 

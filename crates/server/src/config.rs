@@ -15,14 +15,96 @@ use serde::Deserialize;
 use crate::tls::{Certificates, TlsError, TlsFiles};
 use crate::units::{Size, Span};
 
-/// Where the history is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+/// Where the history is kept: `disk`, `memory`, or `redis://HOST[:PORT][/DB]`.
+///
+/// ```
+/// use ssehub_server::config::StoreKind;
+/// assert_eq!("disk".parse::<StoreKind>()?, StoreKind::Disk);
+/// assert_eq!(
+///     "redis://10.0.0.5:6379/2".parse::<StoreKind>()?,
+///     StoreKind::Redis("redis://10.0.0.5:6379/2".into())
+/// );
+/// assert!("redis://".parse::<StoreKind>().is_err());
+/// assert!("postgres://x".parse::<StoreKind>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum StoreKind {
     /// One file in the data directory (redb): history survives restarts.
     Disk,
     /// In the process: history lasts as long as it runs.
     Memory,
+    /// A Redis shared by several `serve` nodes (this URL): they behave as one hub.
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "disk" => return Ok(Self::Disk),
+            "memory" => return Ok(Self::Memory),
+            _ => {}
+        }
+        let Some(rest) = text.strip_prefix("redis://") else {
+            return Err(format!(
+                "{text:?} is none of disk, memory, redis://HOST[:PORT][/DB]"
+            ));
+        };
+        // [[USER]:PASSWORD@]HOST[:PORT][/DB]
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host_port.starts_with('[') => {
+                (host, Some(port))
+            }
+            _ => (host_port, None),
+        };
+        if host.is_empty() {
+            return Err(format!("{text}: no host (redis://HOST[:PORT][/DB])"));
+        }
+        if let Some(port) = port
+            && port.parse::<u16>().map_or(true, |port| port == 0)
+        {
+            return Err(format!("{text}: {port:?} is not a port"));
+        }
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err(format!("{text}: {db:?} is not a database number"));
+        }
+        Ok(Self::Redis(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for StoreKind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl StoreKind {
+    /// As `--store` takes it, a password in a Redis URL masked.
+    ///
+    /// ```
+    /// use ssehub_server::config::StoreKind;
+    /// let store = StoreKind::Redis("redis://:hunter2@db:6379".into());
+    /// assert_eq!(store.shown(), "redis://***@db:6379");
+    /// ```
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Disk => "disk".to_owned(),
+            Self::Memory => "memory".to_owned(),
+            Self::Redis(url) => match url.rsplit_once('@') {
+                Some((_, host)) => format!("redis://***@{host}"),
+                None => url.clone(),
+            },
+        }
+    }
 }
 
 /// What the hub does with a client whose queue is full.
@@ -63,9 +145,15 @@ pub struct Settings {
     #[arg(long, env = "SSEHUB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Where the history is kept [default: disk].
-    #[arg(long, env = "SSEHUB_STORE", value_enum)]
+    /// Where the history is kept: `disk`, `memory`, or `redis://HOST[:PORT][/DB]` to run several
+    /// nodes as one hub [default: disk].
+    #[arg(long, env = "SSEHUB_STORE", value_name = "STORE")]
     pub store: Option<StoreKind>,
+
+    /// Prefix of the Redis keys with --store redis://, so that several hubs can share one
+    /// Redis [default: ssehub].
+    #[arg(long, env = "SSEHUB_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
 
     /// Events of history to keep [default: 1000000].
     #[arg(long, env = "SSEHUB_RETENTION_EVENTS", value_name = "N")]
@@ -243,7 +331,8 @@ impl Settings {
             };
         }
         pick!(
-            listen, no_ui, data_dir, store, retention_events, retention_age, retention_bytes,
+            listen, no_ui, data_dir, store, redis_prefix, retention_events, retention_age,
+            retention_bytes,
             publisher_key, jwt_secret, jwt_public_key, jwt_cookie, jwt_issuer, jwt_audience,
             allow_anonymous, allow_anonymous_publish, max_connections, max_streams,
             max_streams_per_uid, max_push_bytes, max_event_bytes, buffer_events, buffer_bytes,
@@ -339,6 +428,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `--store`.
     pub store: StoreKind,
+    /// `--redis-prefix`.
+    pub redis_prefix: String,
     /// `--retention-events`.
     pub retention_events: u64,
     /// `--retention-age`.
@@ -637,6 +728,39 @@ impl Config {
                 ),
             ));
         }
+        let store = settings.store.unwrap_or(StoreKind::Disk);
+        let redis_prefix = settings.redis_prefix.unwrap_or_else(|| "ssehub".to_owned());
+        if redis_prefix.is_empty()
+            || redis_prefix
+                .chars()
+                .any(|c| c.is_control() || c == '{' || c == '}')
+        {
+            return Err(invalid(
+                "redis-prefix",
+                "must be a non-empty name without braces or control characters",
+            ));
+        }
+        if let StoreKind::Redis(_) = store {
+            // Every node must accept what another node's clients hold: a key made per node
+            // would not.
+            if settings.publisher_key.is_none()
+                && !settings.allow_anonymous_publish.unwrap_or(false)
+            {
+                return Err(invalid(
+                    "publisher-key",
+                    "--store redis:// runs several nodes as one hub: give every node the same \
+                     publisher key (a generated one would differ from node to node)",
+                ));
+            }
+            if token_key.is_none() && !settings.allow_anonymous.unwrap_or(false) {
+                return Err(invalid(
+                    "jwt-secret",
+                    "--store redis:// runs several nodes as one hub: give every node the same \
+                     --jwt-secret or --jwt-public-key (a generated secret would differ from node \
+                     to node, and tokens from one would fail on the others)",
+                ));
+            }
+        }
         let heartbeat = settings
             .heartbeat
             .map_or(Some(Duration::from_secs(30)), |s| {
@@ -693,7 +817,8 @@ impl Config {
         Ok(Self {
             listen,
             data_dir,
-            store: settings.store.unwrap_or(StoreKind::Disk),
+            store,
+            redis_prefix,
             retention_events,
             retention_age,
             retention_bytes,
@@ -751,13 +876,8 @@ impl Config {
         };
         line("listen", quoted(&self.listen.to_string()));
         line("data-dir", quoted(&self.data_dir.display().to_string()));
-        line(
-            "store",
-            quoted(match self.store {
-                StoreKind::Disk => "disk",
-                StoreKind::Memory => "memory",
-            }),
-        );
+        line("store", quoted(&self.store.shown()));
+        line("redis-prefix", quoted(&self.redis_prefix));
         line("retention-events", self.retention_events.to_string());
         line(
             "retention-age",

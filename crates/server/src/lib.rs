@@ -49,6 +49,7 @@ use std::time::Duration;
 use ssehub_hub::server::Server;
 use ssehub_hub::store::{MemoryStore, RedbStore, Retention, Store};
 use ssehub_hub::{Hub, SlowClientPolicy};
+use ssehub_store_redis::RedisLog;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -75,6 +76,14 @@ pub enum ServeError {
     Store {
         /// The data directory.
         dir: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The shared Redis (`--store redis://...`) could not be used.
+    #[error("--store {store} (SSEHUB_STORE): {message}")]
+    Redis {
+        /// The URL, a password masked.
+        store: String,
         /// Why.
         message: String,
     },
@@ -185,7 +194,22 @@ impl Hubserver {
         let retention = Retention::events(config.retention_events)
             .max_age(config.retention_age)
             .max_bytes(config.retention_bytes);
-        let (store, store_path): (Arc<dyn Store>, _) = if on_disk {
+        let mut log = None;
+        let (store, store_path): (Arc<dyn Store>, _) = if let StoreKind::Redis(url) = &config.store
+        {
+            // Every node on this Redis and prefix is one hub (`docs/multi-node.md`).
+            let redis = RedisLog::builder(url)
+                .prefix(&config.redis_prefix)
+                .retention(retention)
+                .connect()
+                .await
+                .map_err(|error| ServeError::Redis {
+                    store: config.store.shown(),
+                    message: error.to_string(),
+                })?;
+            log = Some(redis.clone());
+            (Arc::new(redis), None)
+        } else if on_disk {
             let error = |message: String| ServeError::Store {
                 dir: config.data_dir.clone(),
                 message,
@@ -200,8 +224,11 @@ impl Hubserver {
             (Arc::new(store), None)
         };
 
-        let mut builder = Hub::builder()
-            .store(Arc::clone(&store))
+        let builder = match log {
+            Some(log) => Hub::builder().log(log),
+            None => Hub::builder().store(Arc::clone(&store)),
+        };
+        let mut builder = builder
             .resend(true)
             .heartbeat(config.heartbeat)
             .connection_buffer(config.buffer_events)
@@ -339,6 +366,14 @@ impl Hubserver {
                     out,
                     "  history:       {} (resend on reconnect)",
                     path.display()
+                );
+            }
+            None if matches!(self.config.store, StoreKind::Redis(_)) => {
+                let _ = writeln!(
+                    out,
+                    "  history:       {} (keys {{{}}}:*), shared by every node on it",
+                    self.config.store.shown(),
+                    self.config.redis_prefix
                 );
             }
             None => {
