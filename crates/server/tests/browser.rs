@@ -55,6 +55,11 @@ impl Chromium {
     /// Starts chromium; `None` (after saying so) when it is not installed and the run does not
     /// require it.
     async fn launch() -> Option<Self> {
+        Self::launch_with(&[]).await
+    }
+
+    /// As [`launch`](Self::launch), with more command-line switches.
+    async fn launch_with(switches: &[&str]) -> Option<Self> {
         let Some(executable) = chromium() else {
             assert!(
                 std::env::var_os("SSEHUB_TEST_BROWSER").is_none_or(|v| v.is_empty() || v == "0"),
@@ -78,6 +83,7 @@ impl Chromium {
                 ..Viewport::default()
             })
             .arg("--disable-gpu")
+            .args(switches.iter().copied())
             .launch_timeout(PATIENCE)
             .request_timeout(PATIENCE)
             .build()
@@ -313,21 +319,42 @@ enum Transport {
     /// Cleartext HTTP/1.1: a browser opens at most six connections to one host, and each
     /// stream holds one.
     Http1,
+    /// HTTPS with HTTP/2 (ALPN `h2`): the streams share one connection.
+    TlsH2,
 }
 
 /// Seven tabs of one site, each with an `EventSource` on the hub; then a broadcast.
 async fn seven_tabs(transport: Transport) {
-    let Some(chromium) = Chromium::launch().await else {
+    // A certificate made here, which the browser cannot check: told to accept it.
+    let switches: &[&str] = match transport {
+        Transport::Http1 => &[],
+        Transport::TlsH2 => &["--ignore-certificate-errors"],
+    };
+    let Some(chromium) = Chromium::launch_with(switches).await else {
         return;
+    };
+    let certificate_dir = temp_dir("seven-tabs-tls");
+    let (tls_cert, tls_key) = match transport {
+        Transport::Http1 => (None, None),
+        Transport::TlsH2 => {
+            let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+            let (cert, key) = (certificate_dir.join("c.pem"), certificate_dir.join("k.pem"));
+            std::fs::write(&cert, made.cert.pem()).unwrap();
+            std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+            (Some(cert), Some(key))
+        }
     };
     let hub = Running::start(Settings {
         allow_anonymous: Some(true),
         cors_origins: vec!["*".to_owned()],
+        tls_cert,
+        tls_key,
         ..settings()
     })
     .await;
     let events = match transport {
         Transport::Http1 => format!("http://{}/events", hub.addr),
+        Transport::TlsH2 => format!("https://{}/events", hub.addr),
     };
     let page = format!(
         r#"<!doctype html><title>tab</title><script>
@@ -370,15 +397,36 @@ source.addEventListener("message", (e) => window.received.push(e.data));
                 until(tab, "window.received.includes('second')").await;
             }
         }
+        Transport::TlsH2 => {
+            // All seven open: their streams share the one HTTP/2 connection.
+            for tab in &tabs {
+                until(tab, "window.opens === 1").await;
+            }
+            assert_eq!(hub.hub.stats().connections, 7);
+            // Pushed to the hub itself: this test's push helper speaks cleartext only.
+            hub.hub
+                .broadcast([ssehub_hub::Event::new("first")])
+                .await
+                .unwrap();
+            for tab in &tabs {
+                until(tab, "window.received.includes('first')").await;
+            }
+        }
     }
     hub.stop().await;
     chromium.close().await;
     site_task.abort();
+    std::fs::remove_dir_all(&certificate_dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_http1_the_seventh_tab_of_a_site_waits_for_a_connection() {
     seven_tabs(Transport::Http1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_and_http2_seven_tabs_of_a_site_all_receive() {
+    seven_tabs(Transport::TlsH2).await;
 }
 
 /// The live page of `hub`, its stats feed open.
