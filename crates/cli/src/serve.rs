@@ -53,6 +53,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
     runtime.block_on(async {
         let server = match ssehub_server::Hubserver::bind(config).await {
             Ok(server) => server,
+            // A certificate that changed between the check and the start, say.
+            Err(ssehub_server::ServeError::Config(error)) => return usage(&error),
             Err(error) => {
                 eprintln!("ssehub serve: {error}");
                 return ExitCode::FAILURE;

@@ -91,6 +91,9 @@ async fn configuration_errors_name_the_setting_and_exit_2() {
     let dir = temp_dir("errors");
     let bad_file = dir.join("bad.toml");
     std::fs::write(&bad_file, "heartbeat = \"10s\"\nlisten-on = \"x\"\n").unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
     /// Flags, variables, and what the error must say.
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
@@ -129,6 +132,32 @@ async fn configuration_errors_name_the_setting_and_exit_2() {
             vec!["--max-event-bytes", "4MiB"],
             vec![],
             "--max-event-bytes",
+        ),
+        // TLS: both files or neither, and each file must hold what its flag names.
+        (
+            vec!["--tls-cert", not_pem],
+            vec![],
+            "--tls-key (SSEHUB_TLS_KEY): missing",
+        ),
+        (
+            vec![],
+            vec![("SSEHUB_TLS_KEY", not_pem)],
+            "--tls-cert (SSEHUB_TLS_CERT): missing",
+        ),
+        (
+            vec!["--tls-cert", "/nonexistent.crt", "--tls-key", not_pem],
+            vec![],
+            "--tls-cert (SSEHUB_TLS_CERT): /nonexistent.crt: ",
+        ),
+        (
+            vec!["--tls-cert", not_pem, "--tls-key", not_pem],
+            vec![],
+            "no CERTIFICATE block",
+        ),
+        (
+            vec!["--tls-handshake-timeout", "0"],
+            vec![],
+            "--tls-handshake-timeout",
         ),
     ];
     for (args, env, expected) in cases {

@@ -82,6 +82,13 @@ async fn main() -> std::io::Result<()> {
     {
         builder = builder.batch_delay(Some(Duration::from_millis(ms)));
     }
+    // Or batch only while a stream is busy (see `HubBuilder::batch_when_busy`).
+    if let Some(ms) = std::env::var("BATCH_BUSY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        builder = builder.batch_when_busy(Some(Duration::from_millis(ms)));
+    }
     let hub = builder.build().map_err(std::io::Error::other)?;
     let server = Server::builder(hub.clone(), demo_auth)
         .events_path("/events")

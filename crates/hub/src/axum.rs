@@ -139,25 +139,39 @@ pub fn sse_response(hub: &Hub, uid: &str, options: SubscribeOptions) -> Response
             }
             response
         }
-        Err(SubscribeError::Closed) => StatusCode::NO_CONTENT.into_response(),
-        Err(SubscribeError::Restarting) => {
+        Err(error) => subscribe_error_response(hub, error),
+    }
+}
+
+/// The answer to a subscription the hub refused.
+pub(crate) fn subscribe_error_response(hub: &Hub, error: SubscribeError) -> Response {
+    match error {
+        SubscribeError::Closed => StatusCode::NO_CONTENT.into_response(),
+        SubscribeError::Restarting => {
             // An empty stream that ends at once: EventSource and ssehub clients reconnect after
             // their reconnection time (a 503 would make a browser give up for good).
             event_stream(Body::from(":restarting\n"))
         }
-        Err(error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. })) => {
-            tracing::debug!(uid, %error, "stream refused");
+        error @ (SubscribeError::AtCapacity { .. } | SubscribeError::UidAtCapacity { .. }) => {
+            tracing::debug!(%error, "stream refused");
             over_capacity(hub)
         }
-        Err(error @ SubscribeError::TopicForbidden { .. }) => {
+        error @ SubscribeError::TopicForbidden { .. } => {
             plain(StatusCode::FORBIDDEN, &error.to_string())
         }
-        Err(
-            error @ (SubscribeError::EmptyUid
-            | SubscribeError::InvalidTopic { .. }
-            | SubscribeError::TooManyTopics { .. }),
-        ) => plain(StatusCode::BAD_REQUEST, &error.to_string()),
+        error @ (SubscribeError::EmptyUid
+        | SubscribeError::InvalidTopic { .. }
+        | SubscribeError::TooManyTopics { .. }) => {
+            plain(StatusCode::BAD_REQUEST, &error.to_string())
+        }
     }
+}
+
+/// The head of an event stream with an empty body: the answer to `HEAD`, or a stream that ends
+/// at once.
+#[cfg(feature = "server")]
+pub(crate) fn sse_response_head() -> Response {
+    event_stream(Body::empty())
 }
 
 /// [`sse_response`] for a [`Subscriber`]: the topics `options` ask for are checked against the

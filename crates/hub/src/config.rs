@@ -9,7 +9,7 @@ use ssehub_wire::Event;
 
 use crate::limits::PushLimits;
 use crate::registry::Caps;
-use crate::store::Store;
+use crate::store::{Log, Store};
 use crate::{Hub, SlowClientPolicy};
 
 /// Called with the uid and the event for every delivery the slow-client policy gave up on.
@@ -34,6 +34,16 @@ pub(crate) fn default_concurrent_replays(workers: usize) -> usize {
     (workers * 2).max(4)
 }
 
+/// How a stream batches its events into writes (`HubBuilder::batch_delay`,
+/// `HubBuilder::batch_when_busy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batching {
+    /// Every batch waits this long after its first event.
+    Fixed(Duration),
+    /// Only an event within this long of the stream's last write waits, until this long after it.
+    WhenBusy(Duration),
+}
+
 /// Everything the hub needs to know, fixed when it is built.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -47,10 +57,12 @@ pub(crate) struct Config {
     pub(crate) stream_headers: HeaderMap,
     pub(crate) push_failed: Option<PushFailedHandler>,
     pub(crate) store: Option<Arc<dyn Store>>,
+    /// With a shared log (`HubBuilder::log`): the same object as `store`.
+    pub(crate) log: Option<Arc<dyn Log>>,
     pub(crate) resend: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) resend_page_size: usize,
-    pub(crate) batch_delay: Option<Duration>,
+    pub(crate) batching: Option<Batching>,
     // What a push may carry (see `limits.rs`).
     pub(crate) limits: PushLimits,
     pub(crate) reserved_over_http: bool,
@@ -84,10 +96,11 @@ impl Default for Config {
             stream_headers,
             push_failed: None,
             store: None,
+            log: None,
             resend: false,
             store_timeout: DEFAULT_STORE_TIMEOUT,
             resend_page_size: DEFAULT_RESEND_PAGE_SIZE,
-            batch_delay: None,
+            batching: None,
             limits: PushLimits::default(),
             reserved_over_http: false,
             caps: Caps {
@@ -117,10 +130,11 @@ impl fmt::Debug for Config {
             .field("stream_headers", &self.stream_headers)
             .field("push_failed", &self.push_failed.is_some())
             .field("store", &self.store.is_some())
+            .field("log", &self.log.is_some())
             .field("resend", &self.resend)
             .field("store_timeout", &self.store_timeout)
             .field("resend_page_size", &self.resend_page_size)
-            .field("batch_delay", &self.batch_delay)
+            .field("batching", &self.batching)
             .field("limits", &self.limits)
             .field("reserved_over_http", &self.reserved_over_http)
             .field("caps", &self.caps)
@@ -291,6 +305,47 @@ impl HubBuilder {
     /// ```
     pub fn store(mut self, store: impl Store) -> Self {
         self.config.store = Some(Arc::new(store));
+        self.config.log = None;
+        self
+    }
+
+    /// Makes this hub one node of several sharing `log` (`ssehub_store_redis::RedisLog`, or
+    /// your own [`Log`]), instead of a [`store`](HubBuilder::store) of its own: many nodes behind
+    /// a load balancer then behave as one hub.
+    ///
+    /// A push is appended to the log, which numbers it (one order across nodes) and assigns the
+    /// missing ids; the push returns once it is appended. Every node, this one included, reads
+    /// the log from a task of its own and delivers what it reads to its own connections, in log
+    /// order, each event encoded once per node. So the [`PushReceipt`](crate::PushReceipt) of a
+    /// push has its ids, but `connections` and `failed` are 0: delivery happens afterwards, on
+    /// every node ([`Hub::stats`](crate::Hub::stats) counts each node's deliveries).
+    /// Resend reads the log: `Last-Event-ID` works on any node.
+    ///
+    /// With the log unreachable, pushes fail (`PushError::Store`, `503` over HTTP), streams stay
+    /// open, and the reading task retries with back-off (0.1 s doubling to 5 s, with jitter),
+    /// resuming after the last event it delivered.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures_util::StreamExt;
+    /// use ssehub_hub::{Event, Hub};
+    /// use ssehub_hub::store::MemoryLog;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two nodes on one log (in production: `ssehub_store_redis::RedisLog`, one per process).
+    /// let log = Arc::new(MemoryLog::new(10_000));
+    /// let a = Hub::builder().log(Arc::clone(&log)).resend(true).build()?;
+    /// let b = Hub::builder().log(log).resend(true).build()?;
+    /// let mut on_b = b.subscribe("alice", Default::default())?;
+    /// on_b.next().await; // the opening comment
+    /// a.push(["alice"], [Event::new("hi").with_id("1")]).await?;
+    /// assert_eq!(on_b.next().await.unwrap(), "id: 1\ndata: hi\n\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn log(mut self, log: impl Log) -> Self {
+        let log = Arc::new(log);
+        self.config.store = Some(Arc::clone(&log) as Arc<dyn Store>);
+        self.config.log = Some(log);
         self
     }
 
@@ -440,7 +495,31 @@ impl HubBuilder {
     ///     .build().unwrap();
     /// ```
     pub fn batch_delay(mut self, delay: Option<Duration>) -> Self {
-        self.config.batch_delay = delay.filter(|delay| !delay.is_zero());
+        self.config.batching = delay.filter(|delay| !delay.is_zero()).map(Batching::Fixed);
+        self
+    }
+
+    /// Batches a stream's events only while they come close together: an event that finds its
+    /// stream quiet (nothing written for `window`) is written at once; one that comes within
+    /// `window` of the stream's last write waits until `window` after it, and goes out with
+    /// whatever else came meanwhile. Off by default. Replaces [`batch_delay`](Self::batch_delay)
+    /// (the last of the two called wins).
+    ///
+    /// So a quiet stream (a user's own notifications, a broadcast every few seconds) gets each
+    /// event without delay, and a busy one (many events a second) gets at most one write per
+    /// `window`, each carrying several events: fewer writes, which are most of a delivery's
+    /// cost, for at most `window` more latency, and only while busy. A backlog (more than one
+    /// write's worth queued) is written without waiting. `None` or zero turns it off.
+    ///
+    /// ```
+    /// let hub = ssehub_hub::Hub::builder()
+    ///     .batch_when_busy(Some(std::time::Duration::from_millis(5)))
+    ///     .build().unwrap();
+    /// ```
+    pub fn batch_when_busy(mut self, window: Option<Duration>) -> Self {
+        self.config.batching = window
+            .filter(|window| !window.is_zero())
+            .map(Batching::WhenBusy);
         self
     }
 

@@ -145,12 +145,12 @@ impl Hub {
         let sequencer = config
             .store
             .clone()
-            .map(|store| Sequencer::new(store, config.store_timeout));
+            .map(|store| Sequencer::new(store, config.log.clone(), config.store_timeout));
         let replay_turns = config
             .max_concurrent_replays
             .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers))
             .min(tokio::sync::Semaphore::MAX_PERMITS);
-        Self {
+        let hub = Self {
             shared: Arc::new(Shared {
                 replay_turns: Arc::new(tokio::sync::Semaphore::new(replay_turns)),
                 registry: Registry::new(config.workers),
@@ -171,6 +171,20 @@ impl Hub {
                 #[cfg(feature = "metrics")]
                 published: crate::metrics::Published::default(),
             }),
+        };
+        // A node on a shared log reads it from now on (else from its first push or stream).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            hub.start_shared_log();
+        }
+        hub
+    }
+
+    /// With a shared log: starts its appender and tail, once.
+    fn start_shared_log(&self) {
+        if let Some(sequencer) = &self.shared.sequencer
+            && sequencer.is_shared()
+        {
+            sequencer.start(&self.shared);
         }
     }
 
@@ -430,6 +444,7 @@ impl Hub {
             return Err(SubscribeError::EmptyUid);
         }
         self.check_open()?;
+        self.start_shared_log();
         let topics = self.check_topics(&options.topics)?;
         let connection = self
             .shared
@@ -650,6 +665,9 @@ impl Hub {
             }
         }
         let flushed = tokio::time::timeout_at(deadline, shared.registry.until_empty()).await;
+        if let Some(sequencer) = &shared.sequencer {
+            sequencer.stop();
+        }
         if flushed.is_err() {
             tracing::warn!(
                 target: "ssehub",

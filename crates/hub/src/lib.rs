@@ -45,6 +45,7 @@ mod resend;
 mod sequencer;
 #[cfg(feature = "server")]
 pub mod server;
+mod shared_log;
 mod slow_client;
 mod stats;
 pub mod store;

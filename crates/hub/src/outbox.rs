@@ -249,6 +249,8 @@ pub(crate) struct Drained {
     pub(crate) chunk: Bytes,
     /// How many of the chunk's events came from the overflow (they now count as delivered).
     pub(crate) from_overflow: usize,
+    /// Events are still queued after it (a backlog of more than one chunk).
+    pub(crate) more: bool,
     /// With metrics on, when the push of the chunk's oldest event was called.
     #[cfg(feature = "metrics")]
     pub(crate) pushed: Option<Instant>,
@@ -395,17 +397,19 @@ impl Connection {
     pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<Option<Drained>> {
         let mut outbox = self.outbox();
         if let Some((chunk, from_overflow)) = outbox.take_chunk() {
+            let more = !(outbox.queue.is_empty() && outbox.overflow.is_empty());
             // Emptied: the next push starts the clock again. Not emptied (a backlog over one
             // chunk): the rest keeps the oldest time, an upper bound of its wait.
             #[cfg(feature = "metrics")]
-            let pushed = if outbox.queue.is_empty() && outbox.overflow.is_empty() {
-                outbox.oldest.take()
-            } else {
+            let pushed = if more {
                 outbox.oldest
+            } else {
+                outbox.oldest.take()
             };
             return Poll::Ready(Some(Drained {
                 chunk,
                 from_overflow,
+                more,
                 #[cfg(feature = "metrics")]
                 pushed,
             }));
@@ -414,6 +418,7 @@ impl Connection {
             return Poll::Ready(outbox.last.take().map(|chunk| Drained {
                 chunk,
                 from_overflow: 0,
+                more: false,
                 #[cfg(feature = "metrics")]
                 pushed: None,
             }));

@@ -36,12 +36,13 @@ use tokio::time::Instant;
 use crate::PushError;
 use crate::delivery::Tally;
 use crate::hub::Shared;
-use crate::store::{Recipients, Record, Store, StoreError};
+use crate::shared_log::{self, Node};
+use crate::store::{Log, Recipients, Record, Store, StoreError};
 
 /// Pushes waiting for the committer; a full queue makes pushers wait (backpressure).
 const QUEUE: usize = 4096;
 /// At most this many pushes per saved batch, so one batch's delivery doesn't hold up the next.
-const MAX_BATCH: usize = 1024;
+pub(crate) const MAX_BATCH: usize = 1024;
 /// The events' data waiting for the committer, at most (a push larger than this alone still
 /// goes, alone): the queue is bounded in bytes as well as in pushes.
 pub(crate) const QUEUE_BYTES: usize = 64 * 1024 * 1024;
@@ -49,6 +50,8 @@ pub(crate) const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// The push side's handle on the committer.
 pub(crate) struct Sequencer {
     store: Arc<dyn Store>,
+    /// With a shared log: what its appender and tail share (then no committer, no deliverer).
+    node: Option<Arc<Node>>,
     submissions: mpsc::Sender<Submission>,
     /// Taken by the first push, which starts the committer (building a hub needs no runtime).
     idle: Mutex<Option<mpsc::Receiver<Submission>>>,
@@ -61,11 +64,11 @@ pub(crate) struct Sequencer {
 
 /// One push, validated; its missing ids are assigned by the committer.
 pub(crate) struct Submission {
-    recipients: Recipients,
+    pub(crate) recipients: Recipients,
     /// The events as they will be saved: `event: message` dropped, an id only where the
     /// publisher gave one.
-    events: Vec<Event>,
-    reply: oneshot::Sender<Result<Committed, PushError>>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) reply: oneshot::Sender<Result<Committed, PushError>>,
     /// When the push was called, with metrics on.
     pushed: Option<Instant>,
     /// Its share of the queue's byte budget, given back once it is answered.
@@ -79,10 +82,11 @@ pub(crate) struct Committed {
 }
 
 impl Sequencer {
-    pub(crate) fn new(store: Arc<dyn Store>, timeout: Duration) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, log: Option<Arc<dyn Log>>, timeout: Duration) -> Self {
         let (submissions, idle) = mpsc::channel(QUEUE);
         Self {
             store,
+            node: log.map(|log| Arc::new(Node::new(log))),
             submissions,
             idle: Mutex::new(Some(idle)),
             runtime: Handle::try_current().ok(),
@@ -93,6 +97,19 @@ impl Sequencer {
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Whether the hub is a node on a shared log (its tail must run before anyone subscribes
+    /// misses anything: started with the first subscription too).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Stops the shared log's tail (the hub closed).
+    pub(crate) fn stop(&self) {
+        if let Some(node) = &self.node {
+            node.stop.cancel();
+        }
     }
 
     /// Saves and delivers one push, returning once both are done, or with
@@ -145,13 +162,22 @@ impl Sequencer {
         answer.await.map_err(|_| stopped())?
     }
 
-    fn start(&self, shared: &Arc<Shared>) {
+    pub(crate) fn start(&self, shared: &Arc<Shared>) {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let Some(submissions) = idle else { return };
+        if let Some(node) = &self.node {
+            // Network-bound, not disk-bound: tasks of the runtime are enough.
+            let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+            let appender =
+                shared_log::append(Arc::downgrade(shared), Arc::clone(node), submissions);
+            drop(runtime.spawn(appender));
+            drop(runtime.spawn(shared_log::tail(Arc::downgrade(shared), Arc::clone(node))));
+            return;
+        }
         // Weak handles: both end when the hub is dropped (its sender with it).
         let (to_deliver, saved) = mpsc::channel(SAVED_WAITING);
         let committer = commit(
@@ -422,7 +448,7 @@ async fn refuse_reused_ids(
 /// Runs a store call, turning a panic inside it into an error for this call instead of taking
 /// the committer down with it. Polled in place (a task of its own would cost a trip through the
 /// runtime's queues per call, behind every stream task woken meanwhile).
-async fn isolated<T>(
+pub(crate) async fn isolated<T>(
     mut call: Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + '_>>,
 ) -> Result<T, StoreError> {
     std::future::poll_fn(move |cx| {
@@ -435,7 +461,7 @@ async fn isolated<T>(
 }
 
 /// Answers every push of a batch that could not be saved: nothing of it was sent.
-fn refuse(batch: &mut Vec<Submission>, error: &StoreError) {
+pub(crate) fn refuse(batch: &mut Vec<Submission>, error: &StoreError) {
     tracing::error!(%error, pushes = batch.len(), "pushes refused: saving them failed");
     for submission in batch.drain(..) {
         let _ = submission.reply.send(Err(PushError::Store(error.clone())));
@@ -452,7 +478,11 @@ mod tests {
     #[tokio::test]
     async fn the_queue_to_the_committer_is_bounded_in_bytes() {
         // No committer runs: what is submitted stays queued.
-        let sequencer = Sequencer::new(Arc::new(MemoryStore::new(10)), Duration::from_secs(60));
+        let sequencer = Sequencer::new(
+            Arc::new(MemoryStore::new(10)),
+            None,
+            Duration::from_secs(60),
+        );
         let big = || vec![Event::new("x".repeat(QUEUE_BYTES / 4))];
         let mut queued = Vec::new();
         for _ in 0..4 {

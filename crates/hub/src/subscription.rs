@@ -12,6 +12,7 @@ use futures_core::Stream;
 use http_body::{Body, Frame};
 use tokio::time::{Duration, Instant, Sleep};
 
+use crate::config::Batching;
 use crate::hub::Shared;
 use crate::outbox::{Connection, Drained};
 use crate::resend::{Replay, Step};
@@ -151,17 +152,20 @@ pub struct Subscription {
     replay: Option<Box<Replay>>,
     /// The heartbeat and the end of the stream, when either is set.
     clock: Option<Clock>,
-    /// With a batch delay: the pause between the first queued event and the write.
+    /// With batching: when a queued event is written.
     batch: Option<Box<Batch>>,
     ended: bool,
 }
 
-/// Holds a stream's write back for a moment after its first queued event.
+/// Holds a stream's write back for a moment, so that events close together share it.
 struct Batch {
-    delay: Duration,
+    batching: Batching,
     /// Set while an event waits; made on first use, reset for every batch.
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// Under `WhenBusy`: when the stream last wrote with nothing left queued (`None` after a
+    /// write that left a backlog: the rest goes at once).
+    last_drain: Option<Instant>,
 }
 
 /// One timer for the heartbeat and the stream's end (a credential's expiry): an idle stream
@@ -219,11 +223,12 @@ impl Subscription {
         if let Some(retry) = config.client_retry {
             opening.extend_from_slice(&ssehub_wire::encode_retry(retry));
         }
-        let batch = config.batch_delay.map(|delay| {
+        let batch = config.batching.map(|batching| {
             Box::new(Batch {
-                delay,
+                batching,
                 timer: None,
                 waiting: false,
+                last_drain: None,
             })
         });
         let now = Instant::now();
@@ -422,7 +427,9 @@ impl Clock {
 }
 
 impl Batch {
-    /// Drains the connection once the delay since its first queued event has passed.
+    /// Drains the connection when its batching says: `Fixed`, once the delay since its first
+    /// queued event has passed; `WhenBusy`, at once if the stream was quiet, else once the
+    /// window since its last write has passed.
     fn poll_drain(
         &mut self,
         connection: &Connection,
@@ -430,18 +437,36 @@ impl Batch {
     ) -> Poll<Option<Drained>> {
         if !self.waiting {
             ready!(connection.poll_ready(cx));
-            let deadline = Instant::now() + self.delay;
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            let now = Instant::now();
+            let deadline = match self.batching {
+                Batching::Fixed(delay) => Some(now + delay),
+                Batching::WhenBusy(window) => self
+                    .last_drain
+                    .map(|last| last + window)
+                    .filter(|&until| until > now),
+            };
+            if let Some(deadline) = deadline {
+                match &mut self.timer {
+                    Some(timer) => timer.as_mut().reset(deadline),
+                    None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                self.waiting = true;
             }
-            self.waiting = true;
         }
-        if let Some(timer) = &mut self.timer {
+        if self.waiting
+            && let Some(timer) = &mut self.timer
+        {
             ready!(timer.as_mut().poll(cx));
         }
         self.waiting = false;
-        connection.poll_drain(cx)
+        let drained = ready!(connection.poll_drain(cx));
+        if let Batching::WhenBusy(_) = self.batching {
+            self.last_drain = match &drained {
+                Some(drained) if !drained.more => Some(Instant::now()),
+                _ => None,
+            };
+        }
+        Poll::Ready(drained)
     }
 }
 
@@ -620,5 +645,55 @@ mod tests {
         assert_eq!(rest, b"event: close\ndata: closed\n\n");
         drop(stream);
         closing.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batching_when_busy_writes_a_quiet_streams_event_at_once_and_a_busy_ones_together() {
+        use futures_util::FutureExt;
+        use std::time::Duration;
+
+        let window = Duration::from_millis(5);
+        let hub = Hub::builder()
+            .heartbeat(None)
+            .batch_when_busy(Some(window))
+            .build()
+            .unwrap();
+        let mut stream = hub.subscribe("alice", Default::default()).unwrap();
+        assert_eq!(stream.next().await.unwrap(), ":ok\n");
+        let event = |n: usize| Event::new(n.to_string()).with_id(n.to_string());
+        let frame = |n: usize| format!("id: {n}\ndata: {n}\n\n");
+
+        // Quiet: written at once, no time passes.
+        let start = tokio::time::Instant::now();
+        hub.broadcast([event(1)]).await.unwrap();
+        assert_eq!(stream.next().now_or_never().unwrap().unwrap(), frame(1));
+        // Busy: within the window of that write, held until the window's end, with the next.
+        hub.broadcast([event(2)]).await.unwrap();
+        assert!(stream.next().now_or_never().is_none(), "held back");
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        hub.broadcast([event(3)]).await.unwrap();
+        assert!(stream.next().now_or_never().is_none(), "still held back");
+        let chunk = stream.next().await.unwrap();
+        assert_eq!(chunk, format!("{}{}", frame(2), frame(3)));
+        assert_eq!(start.elapsed(), window);
+        // Quiet again after a window without a write: at once.
+        tokio::time::sleep(window).await;
+        hub.broadcast([event(4)]).await.unwrap();
+        assert_eq!(stream.next().now_or_never().unwrap().unwrap(), frame(4));
+
+        // A backlog of more than one write's worth goes out without waiting between writes.
+        tokio::time::sleep(window).await;
+        let big = "x".repeat(40 * 1024);
+        let backlog: Vec<Event> = (0..4).map(|_| Event::new(big.clone())).collect();
+        hub.broadcast(backlog).await.unwrap();
+        let before = tokio::time::Instant::now();
+        let (mut events, mut writes) = (0, 0);
+        while events < 4 {
+            let chunk = stream.next().now_or_never().expect("no wait").unwrap();
+            events += chunk.windows(6).filter(|w| w == b"data: ").count();
+            writes += 1;
+        }
+        assert!(writes > 1, "more than one write's worth");
+        assert_eq!(before.elapsed(), Duration::ZERO);
     }
 }

@@ -1098,3 +1098,63 @@ async fn a_stream_ends_when_its_subscribers_credential_expires() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_later_request_for_the_events_path_on_a_kept_alive_connection_is_a_stream_too() {
+    // A browser fetches a page, then opens its EventSource on the same kept-alive connection.
+    let server = Lean::start(Hub::new()).await;
+    let mut browser = server.connect().await;
+    browser.send("GET /page HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let (head, _) = browser.response().await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // Refused as the lean path refuses: the status and a challenge; the connection lives on.
+    browser
+        .send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let (head, _) = browser.response().await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(head.contains("www-authenticate: Bearer"), "{head}");
+    browser
+        .send("GET /events?uid=alice&allow=news&topic=sport HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let (head, _) = browser.response().await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+
+    browser
+        .send("GET /events?uid=alice&allow=news&topic=news HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let head = browser.head().await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert_eq!(server.hub.stats().connections, 1);
+    server
+        .hub
+        .push(["alice"], [Event::new("to alice")])
+        .await
+        .unwrap();
+    server
+        .hub
+        .push_to(
+            ssehub_hub::store::Recipients::topics(["news"]),
+            [Event::new("on news")],
+        )
+        .await
+        .unwrap();
+    within(async {
+        while !String::from_utf8_lossy(&browser.buf).contains("data: on news") {
+            assert!(browser.fill().await, "the stream ended");
+        }
+    })
+    .await;
+    let body = String::from_utf8_lossy(&browser.buf).into_owned();
+    assert!(
+        body.find("data: to alice") < body.find("data: on news"),
+        "{body}"
+    );
+    drop(browser);
+    eventually("the stream to leave the hub", || {
+        server.hub.stats().connections == 0
+    })
+    .await;
+}

@@ -12,16 +12,99 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::tls::{Certificates, TlsError, TlsFiles};
 use crate::units::{Size, Span};
 
-/// Where the history is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+/// Where the history is kept: `disk`, `memory`, or `redis://HOST[:PORT][/DB]`.
+///
+/// ```
+/// use ssehub_server::config::StoreKind;
+/// assert_eq!("disk".parse::<StoreKind>()?, StoreKind::Disk);
+/// assert_eq!(
+///     "redis://10.0.0.5:6379/2".parse::<StoreKind>()?,
+///     StoreKind::Redis("redis://10.0.0.5:6379/2".into())
+/// );
+/// assert!("redis://".parse::<StoreKind>().is_err());
+/// assert!("postgres://x".parse::<StoreKind>().is_err());
+/// # Ok::<(), String>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum StoreKind {
     /// One file in the data directory (redb): history survives restarts.
     Disk,
     /// In the process: history lasts as long as it runs.
     Memory,
+    /// A Redis shared by several `serve` nodes (this URL): they behave as one hub.
+    Redis(String),
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "disk" => return Ok(Self::Disk),
+            "memory" => return Ok(Self::Memory),
+            _ => {}
+        }
+        let Some(rest) = text.strip_prefix("redis://") else {
+            return Err(format!(
+                "{text:?} is none of disk, memory, redis://HOST[:PORT][/DB]"
+            ));
+        };
+        // [[USER]:PASSWORD@]HOST[:PORT][/DB]
+        let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let host_port = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let (host, port) = match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host_port.starts_with('[') => {
+                (host, Some(port))
+            }
+            _ => (host_port, None),
+        };
+        if host.is_empty() {
+            return Err(format!("{text}: no host (redis://HOST[:PORT][/DB])"));
+        }
+        if let Some(port) = port
+            && port.parse::<u16>().map_or(true, |port| port == 0)
+        {
+            return Err(format!("{text}: {port:?} is not a port"));
+        }
+        if !db.is_empty() && db.parse::<u32>().is_err() {
+            return Err(format!("{text}: {db:?} is not a database number"));
+        }
+        Ok(Self::Redis(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for StoreKind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl StoreKind {
+    /// As `--store` takes it, a password in a Redis URL masked.
+    ///
+    /// ```
+    /// use ssehub_server::config::StoreKind;
+    /// let store = StoreKind::Redis("redis://:hunter2@db:6379".into());
+    /// assert_eq!(store.shown(), "redis://***@db:6379");
+    /// ```
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Disk => "disk".to_owned(),
+            Self::Memory => "memory".to_owned(),
+            Self::Redis(url) => match url.rsplit_once('@') {
+                Some((_, host)) => format!("redis://***@{host}"),
+                None => url.clone(),
+            },
+        }
+    }
 }
 
 /// What the hub does with a client whose queue is full.
@@ -62,9 +145,15 @@ pub struct Settings {
     #[arg(long, env = "SSEHUB_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Where the history is kept [default: disk].
-    #[arg(long, env = "SSEHUB_STORE", value_enum)]
+    /// Where the history is kept: `disk`, `memory`, or `redis://HOST[:PORT][/DB]` to run several
+    /// nodes as one hub [default: disk].
+    #[arg(long, env = "SSEHUB_STORE", value_name = "STORE")]
     pub store: Option<StoreKind>,
+
+    /// Prefix of the Redis keys with --store redis://, so that several hubs can share one
+    /// Redis [default: ssehub].
+    #[arg(long, env = "SSEHUB_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
 
     /// Events of history to keep [default: 1000000].
     #[arg(long, env = "SSEHUB_RETENTION_EVENTS", value_name = "N")]
@@ -143,6 +232,11 @@ pub struct Settings {
     #[serde(default)]
     pub cors_origins: Vec<String>,
 
+    /// Do not serve the live page at `GET /` (its charts, test-push form and event log)
+    /// [default: false].
+    #[arg(long, env = "SSEHUB_NO_UI", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub no_ui: Option<bool>,
+
     /// Open connections of every kind at most [default: from the open-file limit].
     #[arg(long, env = "SSEHUB_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -196,6 +290,19 @@ pub struct Settings {
     #[arg(long, env = "SSEHUB_DEAD_PEER_TIMEOUT", value_name = "DURATION")]
     pub dead_peer_timeout: Option<Span>,
 
+    /// PEM file of the TLS certificate chain (the server's first): serve HTTPS, HTTP/2 and
+    /// HTTP/1.1, instead of cleartext HTTP/1.1. Reloaded on SIGHUP. Needs --tls-key.
+    #[arg(long, env = "SSEHUB_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file of the TLS certificate's private key (PKCS#8, RSA or EC). Reloaded on SIGHUP.
+    #[arg(long, env = "SSEHUB_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A TLS handshake not done within this is dropped [default: 10s].
+    #[arg(long, env = "SSEHUB_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
+    pub tls_handshake_timeout: Option<Span>,
+
     /// On SIGINT/SIGTERM, end streams without the `close` event, so clients reconnect and
     /// resume (a restart or a rolling deploy) [default: false].
     #[arg(long, env = "SSEHUB_RESTART", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -224,12 +331,13 @@ impl Settings {
             };
         }
         pick!(
-            listen, data_dir, store, retention_events, retention_age, retention_bytes,
+            listen, no_ui, data_dir, store, redis_prefix, retention_events, retention_age,
+            retention_bytes,
             publisher_key, jwt_secret, jwt_public_key, jwt_cookie, jwt_issuer, jwt_audience,
             allow_anonymous, allow_anonymous_publish, max_connections, max_streams,
             max_streams_per_uid, max_push_bytes, max_event_bytes, buffer_events, buffer_bytes,
             heartbeat, slow_client, slow_client_timeout, slow_client_retries, write_timeout,
-            dead_peer_timeout, restart;
+            dead_peer_timeout, tls_cert, tls_key, tls_handshake_timeout, restart;
             anonymous_topics, cors_origins
         )
     }
@@ -271,6 +379,8 @@ pub const DEFAULT_MAX_PUSH_BYTES: u64 = 2 << 20;
 pub const DEFAULT_MAX_EVENT_BYTES: u64 = 1 << 20;
 /// The default cap on streams per uid (a user's tabs and devices).
 pub const DEFAULT_MAX_STREAMS_PER_UID: usize = 64;
+/// The default time a TLS handshake may take.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How subscriber tokens are verified.
 #[derive(Clone, PartialEq, Eq)]
@@ -318,6 +428,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `--store`.
     pub store: StoreKind,
+    /// `--redis-prefix`.
+    pub redis_prefix: String,
     /// `--retention-events`.
     pub retention_events: u64,
     /// `--retention-age`.
@@ -343,6 +455,8 @@ pub struct Config {
     pub allow_anonymous_publish: bool,
     /// `--cors-origin`.
     pub cors_origins: Vec<String>,
+    /// Not `--no-ui`: the live page is served at `GET /`.
+    pub ui: bool,
     /// `--max-connections` (`None`: the server's default).
     pub max_connections: Option<usize>,
     /// `--max-streams` (`None`: the hub's default).
@@ -369,6 +483,10 @@ pub struct Config {
     pub write_timeout: Duration,
     /// `--dead-peer-timeout` (`None`: the kernel's).
     pub dead_peer_timeout: Option<Duration>,
+    /// `--tls-cert` and `--tls-key` (`None`: cleartext HTTP/1.1).
+    pub tls: Option<TlsFiles>,
+    /// `--tls-handshake-timeout`.
+    pub tls_handshake_timeout: Duration,
     /// `--restart`.
     pub restart: bool,
 }
@@ -405,6 +523,17 @@ pub enum ConfigError {
         /// What is wrong (with the line, for a parse error).
         message: String,
     },
+}
+
+impl From<TlsError> for ConfigError {
+    /// The error as the setting's: `--tls-cert (SSEHUB_TLS_CERT): FILE: what is wrong`.
+    fn from(error: TlsError) -> Self {
+        let setting = error.flag();
+        let text = error.to_string();
+        let prefix = format!("--{setting} ");
+        let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+        invalid(setting, message)
+    }
 }
 
 /// `jwt-secret` → `SSEHUB_JWT_SECRET`; the repeatable flags' variables hold a list.
@@ -599,6 +728,39 @@ impl Config {
                 ),
             ));
         }
+        let store = settings.store.unwrap_or(StoreKind::Disk);
+        let redis_prefix = settings.redis_prefix.unwrap_or_else(|| "ssehub".to_owned());
+        if redis_prefix.is_empty()
+            || redis_prefix
+                .chars()
+                .any(|c| c.is_control() || c == '{' || c == '}')
+        {
+            return Err(invalid(
+                "redis-prefix",
+                "must be a non-empty name without braces or control characters",
+            ));
+        }
+        if let StoreKind::Redis(_) = store {
+            // Every node must accept what another node's clients hold: a key made per node
+            // would not.
+            if settings.publisher_key.is_none()
+                && !settings.allow_anonymous_publish.unwrap_or(false)
+            {
+                return Err(invalid(
+                    "publisher-key",
+                    "--store redis:// runs several nodes as one hub: give every node the same \
+                     publisher key (a generated one would differ from node to node)",
+                ));
+            }
+            if token_key.is_none() && !settings.allow_anonymous.unwrap_or(false) {
+                return Err(invalid(
+                    "jwt-secret",
+                    "--store redis:// runs several nodes as one hub: give every node the same \
+                     --jwt-secret or --jwt-public-key (a generated secret would differ from node \
+                     to node, and tokens from one would fail on the others)",
+                ));
+            }
+        }
         let heartbeat = settings
             .heartbeat
             .map_or(Some(Duration::from_secs(30)), |s| {
@@ -626,10 +788,37 @@ impl Config {
             .map_or(Some(Duration::from_secs(60)), |s| {
                 (!s.0.is_zero()).then_some(s.0)
             });
+        let tls = match (settings.tls_cert, settings.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                // Read now, so that a bad file is a configuration error naming its flag.
+                Certificates::load(files.clone()).map_err(ConfigError::from)?;
+                Some(files)
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "tls-key",
+                    "missing: --tls-cert needs the certificate's private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "tls-cert",
+                    "missing: --tls-key needs the certificate it is the key of",
+                ));
+            }
+            (None, None) => None,
+        };
+        let tls_handshake_timeout = nonzero(
+            "tls-handshake-timeout",
+            settings.tls_handshake_timeout,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        )?;
         Ok(Self {
             listen,
             data_dir,
-            store: settings.store.unwrap_or(StoreKind::Disk),
+            store,
+            redis_prefix,
             retention_events,
             retention_age,
             retention_bytes,
@@ -642,6 +831,7 @@ impl Config {
             anonymous_topics: settings.anonymous_topics,
             allow_anonymous_publish: settings.allow_anonymous_publish.unwrap_or(false),
             cors_origins: settings.cors_origins,
+            ui: !settings.no_ui.unwrap_or(false),
             max_connections,
             max_streams,
             max_streams_per_uid,
@@ -655,6 +845,8 @@ impl Config {
             slow_client_retries: settings.slow_client_retries.unwrap_or(3),
             write_timeout,
             dead_peer_timeout,
+            tls,
+            tls_handshake_timeout,
             restart: settings.restart.unwrap_or(false),
         })
     }
@@ -684,13 +876,8 @@ impl Config {
         };
         line("listen", quoted(&self.listen.to_string()));
         line("data-dir", quoted(&self.data_dir.display().to_string()));
-        line(
-            "store",
-            quoted(match self.store {
-                StoreKind::Disk => "disk",
-                StoreKind::Memory => "memory",
-            }),
-        );
+        line("store", quoted(&self.store.shown()));
+        line("redis-prefix", quoted(&self.redis_prefix));
         line("retention-events", self.retention_events.to_string());
         line(
             "retention-age",
@@ -733,6 +920,7 @@ impl Config {
             self.allow_anonymous_publish.to_string(),
         );
         line("cors-origins", list(&self.cors_origins));
+        line("no-ui", (!self.ui).to_string());
         let limit = |value: Option<usize>, default: usize| value.unwrap_or(default).to_string();
         line(
             "max-connections",
@@ -785,6 +973,14 @@ impl Config {
         line(
             "dead-peer-timeout",
             quoted(&Span(self.dead_peer_timeout.unwrap_or_default()).to_string()),
+        );
+        if let Some(tls) = &self.tls {
+            line("tls-cert", quoted(&tls.cert.display().to_string()));
+            line("tls-key", quoted(&tls.key.display().to_string()));
+        }
+        line(
+            "tls-handshake-timeout",
+            quoted(&Span(self.tls_handshake_timeout).to_string()),
         );
         line("restart", self.restart.to_string());
         out

@@ -12,6 +12,8 @@
 //! | `GET /events` | the stream of the token's `sub`, with `?topic=` within its `topics` claim |
 //! | `POST /push` | the seed's push API and envelope (publisher key or a `publish` token) |
 //! | `GET /stats` | the seed's four counters, connections, users, topics (JSON) |
+//! | `GET /stats/stream` | the same, plus pushes and uptime, as one `stats` event a second |
+//! | `GET /` | the live page (charts, a test-push form, a topic's log), unless `--no-ui` |
 //! | `GET /metrics` | Prometheus text, series `ssehub_*` |
 //! | `GET /healthz`, `GET /readyz` | alive; ready (the store answers, the hub is open) |
 //!
@@ -29,9 +31,13 @@
 pub mod auth;
 pub mod config;
 pub mod cors;
+mod https;
 pub mod keys;
 pub mod metrics;
 mod routes;
+mod stats_stream;
+pub mod tls;
+mod ui;
 pub mod units;
 
 use std::future::{Future, IntoFuture};
@@ -43,7 +49,9 @@ use std::time::Duration;
 use ssehub_hub::server::Server;
 use ssehub_hub::store::{MemoryStore, RedbStore, Retention, Store};
 use ssehub_hub::{Hub, SlowClientPolicy};
+use ssehub_store_redis::RedisLog;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Access, Claims, SubscriberAuth};
 use crate::config::{Config, SlowClient, StoreKind, TokenKey};
@@ -68,6 +76,14 @@ pub enum ServeError {
     Store {
         /// The data directory.
         dir: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The shared Redis (`--store redis://...`) could not be used.
+    #[error("--store {store} (SSEHUB_STORE): {message}")]
+    Redis {
+        /// The URL, a password masked.
+        store: String,
         /// Why.
         message: String,
     },
@@ -113,6 +129,19 @@ pub struct Hubserver {
     store_path: Option<PathBuf>,
     publisher: Option<Secret>,
     token: Option<Secret>,
+    /// Cancelled when shutdown starts: ends the stats streams.
+    shutdown: CancellationToken,
+    /// With `--tls-cert`: the HTTPS path, in place of the lean cleartext one.
+    tls: Option<Tls>,
+}
+
+/// The HTTPS path and what reloads its certificate.
+struct Tls {
+    https: https::Https,
+    certificates: tls::Certificates,
+    /// SIGHUP, registered at bind so that a signal sent once `bind` returned is never fatal.
+    #[cfg(unix)]
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Hubserver {
@@ -165,7 +194,22 @@ impl Hubserver {
         let retention = Retention::events(config.retention_events)
             .max_age(config.retention_age)
             .max_bytes(config.retention_bytes);
-        let (store, store_path): (Arc<dyn Store>, _) = if on_disk {
+        let mut log = None;
+        let (store, store_path): (Arc<dyn Store>, _) = if let StoreKind::Redis(url) = &config.store
+        {
+            // Every node on this Redis and prefix is one hub (`docs/multi-node.md`).
+            let redis = RedisLog::builder(url)
+                .prefix(&config.redis_prefix)
+                .retention(retention)
+                .connect()
+                .await
+                .map_err(|error| ServeError::Redis {
+                    store: config.store.shown(),
+                    message: error.to_string(),
+                })?;
+            log = Some(redis.clone());
+            (Arc::new(redis), None)
+        } else if on_disk {
             let error = |message: String| ServeError::Store {
                 dir: config.data_dir.clone(),
                 message,
@@ -180,8 +224,11 @@ impl Hubserver {
             (Arc::new(store), None)
         };
 
-        let mut builder = Hub::builder()
-            .store(Arc::clone(&store))
+        let builder = match log {
+            Some(log) => Hub::builder().log(log),
+            None => Hub::builder().store(Arc::clone(&store)),
+        };
+        let mut builder = builder
             .resend(true)
             .heartbeat(config.heartbeat)
             .connection_buffer(config.buffer_events)
@@ -206,13 +253,28 @@ impl Hubserver {
         let access = Arc::new(Access::new(&config)?);
         let cors = Cors::new(&config.cors_origins);
         let metrics = Metrics::install()?;
+        let pushes = Arc::default();
+        let shutdown = CancellationToken::new();
+        let mut extra = stats_stream::router(stats_stream::StatsStreams::new(
+            hub.clone(),
+            Arc::clone(&pushes),
+            shutdown.clone(),
+        ));
+        if config.ui {
+            extra = extra.merge(ui::router());
+        }
         let routes = routes::Routes {
             hub: hub.clone(),
             access: Arc::clone(&access),
             store: Arc::clone(&store),
             metrics,
+            pushes,
         };
-        let router = routes::router(routes, config.max_push_bytes, &cors);
+        let router = routes::router(routes, config.max_push_bytes, &cors, extra);
+        let tls = match &config.tls {
+            Some(files) => Some(Tls::new(&config, files, &hub, &access, &cors, &router)?),
+            None => None,
+        };
         let mut server = Server::builder(hub.clone(), SubscriberAuth(access))
             .events_path("/events")
             .fallback(router)
@@ -250,6 +312,8 @@ impl Hubserver {
             store_path,
             publisher,
             token,
+            shutdown,
+            tls,
         })
     }
 
@@ -263,20 +327,53 @@ impl Hubserver {
         &self.hub
     }
 
+    /// With `--tls-cert`: its certificate, to reload by hand (SIGHUP does the same).
+    ///
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = ssehub_server::Hubserver::bind(ssehub_server::config::Config::from_settings(Default::default())?).await?;
+    /// if let Some(certificates) = server.certificates() {
+    ///     certificates.reload()?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn certificates(&self) -> Option<&tls::Certificates> {
+        self.tls.as_ref().map(|tls| &tls.certificates)
+    }
+
     /// What to print at start: where it listens, where the history is, the publisher key (when
     /// made just now), and a push and a listen line to try, which work as printed.
     pub fn banner(&self) -> String {
         use std::fmt::Write as _;
 
-        let base = format!("http://{}", self.addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", self.addr);
         let mut out = String::new();
         let _ = writeln!(out, "ssehub serve: listening on {base}");
+        if let Some(tls) = &self.tls {
+            let _ = writeln!(
+                out,
+                "  tls:           {} (HTTP/2 and HTTP/1.1; reloaded on SIGHUP)",
+                tls.certificates.files().cert.display()
+            );
+        }
+        if self.config.ui {
+            let _ = writeln!(out, "  live page:     {base}/ (off with --no-ui)");
+        }
         match &self.store_path {
             Some(path) => {
                 let _ = writeln!(
                     out,
                     "  history:       {} (resend on reconnect)",
                     path.display()
+                );
+            }
+            None if matches!(self.config.store, StoreKind::Redis(_)) => {
+                let _ = writeln!(
+                    out,
+                    "  history:       {} (keys {{{}}}:*), shared by every node on it",
+                    self.config.store.shown(),
+                    self.config.redis_prefix
                 );
             }
             None => {
@@ -412,30 +509,119 @@ impl Hubserver {
     /// # Ok(()) }
     /// ```
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) {
-        let hub = self.hub.clone();
-        let restart = self.config.restart;
-        self.server
-            .serve(self.listener)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                tracing::info!(
-                    restart,
-                    "shutting down: finishing pushes, then ending streams"
-                );
-                if restart {
-                    hub.close_for_restart().await;
-                } else {
-                    hub.close().await;
-                }
-            })
-            .into_future()
-            .await;
-        tracing::info!(stats = %self.hub.stats(), "stopped");
         let Self {
-            hub, server, store, ..
+            config,
+            hub,
+            store,
+            server,
+            listener,
+            tls,
+            shutdown: streams,
+            ..
         } = self;
+        let closing = hub.clone();
+        let restart = config.restart;
+        let shutdown = async move {
+            signal.await;
+            // The stats streams end first: none holds the graceful shutdown open.
+            streams.cancel();
+            tracing::info!(
+                restart,
+                "shutting down: finishing pushes, then ending streams"
+            );
+            if restart {
+                closing.close_for_restart().await;
+            } else {
+                closing.close().await;
+            }
+        };
+        match tls {
+            None => {
+                server
+                    .serve(listener)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future()
+                    .await;
+            }
+            Some(mut tls) => {
+                let reloading = tls.reload_on_hangup();
+                tls.https.run(listener, shutdown).await;
+                reloading.abort();
+            }
+        }
+        tracing::info!(stats = %hub.stats(), "stopped");
         drop((hub, server));
         release(store).await;
+    }
+}
+
+impl Tls {
+    /// The HTTPS path over the same hub, access rules, CORS and routes as the lean path.
+    fn new(
+        config: &Config,
+        files: &tls::TlsFiles,
+        hub: &Hub,
+        access: &Arc<Access>,
+        cors: &Cors,
+        router: &axum::Router,
+    ) -> Result<Self, ServeError> {
+        let certificates = tls::Certificates::load(files.clone())
+            .map_err(|error| ServeError::Config(error.into()))?;
+        let https = https::Https::new(https::Options {
+            certificates: certificates.clone(),
+            events: https::Events {
+                hub: hub.clone(),
+                access: Arc::clone(access),
+                cors: cors.clone(),
+            },
+            routes: router.clone(),
+            handshake_timeout: config.tls_handshake_timeout,
+            write_timeout: config.write_timeout,
+            dead_peer_timeout: config.dead_peer_timeout,
+            max_connections: config
+                .max_connections
+                .unwrap_or_else(ssehub_hub::admission::default_max_connections),
+        });
+        #[cfg(unix)]
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; the certificate will not be reloaded");
+                None
+            }
+        };
+        Ok(Self {
+            https,
+            certificates,
+            #[cfg(unix)]
+            hangup,
+        })
+    }
+
+    /// A task that reloads the certificate on each SIGHUP; a bad file keeps the old one.
+    fn reload_on_hangup(&mut self) -> tokio::task::JoinHandle<()> {
+        let certificates = self.certificates.clone();
+        #[cfg(unix)]
+        let hangup = self.hangup.take();
+        tokio::spawn(async move {
+            #[cfg(unix)]
+            if let Some(mut hangup) = hangup {
+                while hangup.recv().await.is_some() {
+                    match certificates.reload() {
+                        Ok(()) => tracing::info!(
+                            cert = %certificates.files().cert.display(),
+                            "SIGHUP: certificate reloaded; new connections get it"
+                        ),
+                        Err(error) => tracing::error!(
+                            %error,
+                            "SIGHUP: certificate not reloaded; keeping the one in use"
+                        ),
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            drop(certificates);
+        })
     }
 }
 

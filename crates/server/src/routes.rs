@@ -2,6 +2,7 @@
 //! `GET /stats`, `GET /metrics`, `GET /healthz`, `GET /readyz`; every error a JSON envelope.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,10 +29,13 @@ pub(crate) struct Routes {
     pub(crate) access: Arc<Access>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Metrics,
+    /// `POST /push` requests accepted (for the stats stream's pushes per second).
+    pub(crate) pushes: Arc<AtomicU64>,
 }
 
-/// The router for everything but the event stream, CORS and body limit included.
-pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors) -> Router {
+/// The router for everything but the event stream, `extra`'s routes (the stats stream, the
+/// live page) included, CORS and body limit included.
+pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors, extra: Router) -> Router {
     let router = Router::new()
         .route(
             "/push",
@@ -42,7 +46,8 @@ pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors) -> Rout
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .with_state(routes);
+        .with_state(routes)
+        .merge(extra);
     match cors.layer() {
         Some(layer) => router.layer(layer),
         None => router,
@@ -67,7 +72,11 @@ async fn push(State(routes): State<Routes>, request: Request) -> Response {
         Ok(body) => body,
         Err(rejection) => return envelope(rejection.status(), &rejection.body_text()),
     };
-    ssehub_hub::axum::push_response(&routes.hub, &body).await
+    let response = ssehub_hub::axum::push_response(&routes.hub, &body).await;
+    if response.status() == StatusCode::OK {
+        routes.pushes.fetch_add(1, Ordering::Relaxed);
+    }
+    response
 }
 
 /// The seed's four counters and who is online.

@@ -31,9 +31,11 @@ use std::time::{Duration, SystemTime};
 pub use ssehub_wire::Event;
 
 mod memory;
+mod memory_log;
 
 pub use async_trait::async_trait;
 pub use memory::MemoryStore;
+pub use memory_log::MemoryLog;
 
 /// Where pushed events are kept, so that a reconnecting client gets what it missed.
 ///
@@ -128,6 +130,119 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
         (**self).list_after(query).await
     }
+}
+
+/// A log shared by several hub nodes: it numbers the events itself, so that every node sees
+/// one order (`ssehub-store-redis`'s `RedisLog` is one).
+///
+/// With a `Log` (`HubBuilder::log`), a hub never delivers its own pushes directly. Its
+/// committer [`append`](Log::append)s them, getting their seqs (and the missing ids) from the
+/// log, atomically across nodes; a tail task on every node [`read`](Log::read)s what was
+/// appended, in log order, and fans it out locally, its own pushes included. Live delivery and
+/// resend then come from one sequence, so `Last-Event-ID` works on any node, and a node that
+/// loses the log resumes reading from the last seq it delivered.
+///
+/// The contract, beside [`Store`]'s (which a log answers for resend; its
+/// [`save`](Store::save) is not used with a log):
+/// - [`append`](Log::append) numbers the events of the pushes it accepts with consecutive seqs,
+///   in the order given, with no holes between appends from any node; assigns an id to each
+///   event without one (unique across nodes, increasing in log order); refuses, push by push, an
+///   explicit id that the log holds or that the pushes before it in the call used
+///   ([`Appended::DuplicateId`]), appending nothing of that push.
+/// - `append` is given `known`, the highest seq the caller has seen: a log whose numbering is
+///   below it (its data was lost) must continue above it, never reuse a seq a client may hold.
+/// - [`read`](Log::read) returns the records after `after`, in seq order, at most `limit`,
+///   waiting a bounded while for the first; an empty answer means "nothing yet, ask again".
+///
+/// ```
+/// use ssehub_store::{Appended, Log};
+///
+/// // A hub's committer does this with each batch of pushes.
+/// async fn append_one(log: &dyn Log, push: ssehub_store::Append<'_>) -> Option<u64> {
+///     match log.append(&[push], 0).await.ok()?.pop()? {
+///         Appended::Accepted { first_seq, .. } => Some(first_seq),
+///         Appended::DuplicateId { .. } => None,
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Log: Store {
+    /// The last seq of the log when this handle was opened: a hub's tail starts reading after
+    /// it, so that a subscription that opens later, and whose replay lists the log up to its
+    /// end, misses nothing between the two.
+    fn opened_at(&self) -> u64;
+
+    /// Appends pushes, each all or nothing, in the order given; one answer per push.
+    async fn append(&self, pushes: &[Append<'_>], known: u64) -> Result<Vec<Appended>, StoreError>;
+
+    /// Up to `limit` records after `after`, in seq order, waiting a bounded while (a blocking
+    /// read) for the first; none if nothing came meanwhile.
+    async fn read(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError>;
+}
+
+/// A shared log is a log: several hubs of one process can share one (`MemoryLog` in tests).
+///
+/// ```
+/// use std::sync::Arc;
+/// use ssehub_store::{Log, MemoryLog};
+/// fn takes_a_log(_: impl Log) {}
+/// takes_a_log(Arc::new(MemoryLog::new(10)));
+/// ```
+#[async_trait]
+impl<L: Log + ?Sized> Log for Arc<L> {
+    fn opened_at(&self) -> u64 {
+        (**self).opened_at()
+    }
+
+    async fn append(&self, pushes: &[Append<'_>], known: u64) -> Result<Vec<Appended>, StoreError> {
+        (**self).append(pushes, known).await
+    }
+
+    async fn read(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        (**self).read(after, limit).await
+    }
+}
+
+/// One push for [`Log::append`]: who it is for and its events (ids only where the publisher
+/// gave one).
+///
+/// ```
+/// use ssehub_store::{Append, Event, Recipients};
+/// let events = [Event::new("hi")];
+/// let push = Append { recipients: &Recipients::uids(["alice"]), events: &events };
+/// assert_eq!(push.events.len(), 1);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    /// Who the push is for.
+    pub recipients: &'a Recipients,
+    /// Its events, validated.
+    pub events: &'a [Event],
+}
+
+/// What [`Log::append`] did with one push.
+///
+/// ```
+/// use ssehub_store::Appended;
+/// let refused = Appended::DuplicateId { index: 0, id: "a".into() };
+/// assert!(matches!(refused, Appended::DuplicateId { .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Appended: its events have seqs `first_seq`, `first_seq + 1`, ... and these ids.
+    Accepted {
+        /// The seq of its first event.
+        first_seq: u64,
+        /// Each event's id, in order: the publisher's, or the one the log assigned.
+        ids: Vec<String>,
+    },
+    /// Not appended: event `index` reuses `id`.
+    DuplicateId {
+        /// The event's index in the push.
+        index: usize,
+        /// The id it reuses.
+        id: String,
+    },
 }
 
 /// Who an event is pushed to: everyone, or named uids and topics (the union: a connection of one

@@ -262,6 +262,22 @@ impl Store for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Up to `limit` records after `after`, whoever they are for (a log's tail reads them all).
+    pub(crate) fn records_after(&self, after: u64, limit: usize) -> Vec<Record> {
+        let history = self.history();
+        let start = history
+            .records
+            .partition_point(|record| record.seq <= after);
+        history
+            .records
+            .range(start..)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};

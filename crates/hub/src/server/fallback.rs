@@ -1,16 +1,21 @@
 //! Every request that is not an event stream: the connection goes to hyper and the fallback
-//! router, as `axum::serve` would serve it.
+//! router, as `axum::serve` would serve it. A later request of such a connection for the events
+//! path (a browser reuses the kept-alive connection that fetched a page for its `EventSource`)
+//! is a stream too, served by hyper.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -86,6 +91,7 @@ pub(super) async fn serve(
 ) {
     let service = WithPeer {
         router: TowerToHyperService::new(inner.fallback.clone()),
+        inner: Arc::clone(&inner),
         peer,
     };
     let connection = inner
@@ -107,19 +113,87 @@ pub(super) async fn serve(
 
 /// The router, with the peer's address in each request's extensions, as `axum::serve` puts it
 /// with `into_make_service_with_connect_info`: handlers can extract `ConnectInfo<SocketAddr>`.
+/// `GET`/`HEAD` of the events path go to [`later_stream`] instead.
 struct WithPeer {
     router: TowerToHyperService<Router>,
+    inner: Arc<Inner>,
     peer: SocketAddr,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for WithPeer {
-    type Response = axum::response::Response;
+    type Response = Response;
     type Error = Infallible;
-    type Future =
-        <TowerToHyperService<Router> as hyper::service::Service<http::Request<Incoming>>>::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(ConnectInfo(self.peer));
-        self.router.call(request)
+        let method = request.method();
+        if (method == Method::GET || method == Method::HEAD)
+            && request.uri().path() == self.inner.events_path
+        {
+            let inner = Arc::clone(&self.inner);
+            return Box::pin(async move { Ok(later_stream(&inner, request).await) });
+        }
+        Box::pin(self.router.call(request))
     }
+}
+
+/// The answer to a request for the events path that came after another on the same connection:
+/// what the lean path answers a first request (the same authentication under the head timeout,
+/// topics, resume, caps, stream headers, refusals), with the stream as hyper's body. The lean
+/// path's write timeout does not apply to it; the outbox's bounds and the slow-client policy do.
+async fn later_stream(inner: &Inner, request: http::Request<Incoming>) -> Response {
+    let (parts, _body) = request.into_parts();
+    let head_only = parts.method == Method::HEAD;
+    let headers = inner.headers_for(&parts).into_owned();
+    let verdict = tokio::time::timeout(
+        inner.head_timeout,
+        inner.authenticate.authenticate_boxed(&parts),
+    )
+    .await;
+    let mut response = match verdict {
+        Ok(Ok(subscriber)) => match crate::axum::subscribe_options(&parts) {
+            Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+            Ok(options) if head_only => match subscriber
+                .admit(options)
+                .and_then(|options| inner.hub.check_subscribe(&subscriber.uid, &options))
+            {
+                Ok(()) => crate::axum::sse_response_head(),
+                Err(error) => crate::axum::subscribe_error_response(&inner.hub, error),
+            },
+            Ok(options) => crate::axum::subscriber_response(&inner.hub, &subscriber, options),
+        },
+        Ok(Err(refusal)) => {
+            let mut response = Response::new(Body::from(refusal.body().clone()));
+            *response.status_mut() = refusal.status();
+            for (name, value) in refusal.headers() {
+                response.headers_mut().append(name, value.clone());
+            }
+            if refusal.status() == StatusCode::UNAUTHORIZED
+                && !response.headers().contains_key(header::WWW_AUTHENTICATE)
+            {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
+        }
+        Err(_elapsed) => {
+            // The lean path closes without an answer, so clients retry later; here, a stream
+            // that ends at once does the same for EventSource and ssehub clients.
+            tracing::warn!(timeout = ?inner.head_timeout, "authentication did not answer within the head timeout");
+            let mut response = crate::axum::sse_response_head();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    };
+    // The stream headers and the hook's (CORS), on every answer, as the lean path sends them.
+    for (name, value) in &headers {
+        if !response.headers().contains_key(name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
 }

@@ -66,8 +66,19 @@ pub struct Running {
 
 impl Running {
     pub async fn start(settings: Settings) -> Self {
+        Self::start_prepared(settings, |_| async {}).await
+    }
+
+    /// Binds, lets `prepare` use the hub (push to it, say) before a client can be served, then
+    /// serves: clients already knocking wait in the listen queue meanwhile.
+    pub async fn start_prepared<F, Fut>(settings: Settings, prepare: F) -> Self
+    where
+        F: FnOnce(ssehub_hub::Hub) -> Fut,
+        Fut: Future<Output = ()>,
+    {
         let config = Config::from_settings(settings).unwrap();
         let server = ssehub_server::Hubserver::bind(config).await.unwrap();
+        prepare(server.hub().clone()).await;
         let addr = server.local_addr();
         let hub = server.hub().clone();
         let banner = server.banner();
