@@ -81,30 +81,37 @@ async fn push(State(routes): State<Routes>, request: Request) -> Response {
 
 /// The seed's four counters and who is online.
 async fn stats(State(routes): State<Routes>) -> Response {
-    #[derive(serde::Serialize)]
-    struct Stats {
-        total: u64,
-        success: u64,
-        failed: u64,
-        timeout: u64,
-        connections: usize,
-        users: usize,
-        topics: usize,
-    }
-    let stats = routes.hub.stats();
-    let body = Stats {
-        total: stats.total,
-        success: stats.success,
-        failed: stats.failed,
-        timeout: stats.timeout,
-        connections: stats.connections,
-        users: stats.online_users,
-        topics: stats.topics,
-    };
     json(
         StatusCode::OK,
-        serde_json::to_string(&body).unwrap_or_default(),
+        serde_json::to_string(&Stats::of(&routes.hub)).unwrap_or_default(),
     )
+}
+
+/// `/stats`'s numbers (also the start of each event of the stats stream).
+#[derive(serde::Serialize)]
+pub(crate) struct Stats {
+    total: u64,
+    success: u64,
+    failed: u64,
+    timeout: u64,
+    connections: usize,
+    users: usize,
+    topics: usize,
+}
+
+impl Stats {
+    pub(crate) fn of(hub: &Hub) -> Self {
+        let stats = hub.stats();
+        Self {
+            total: stats.total,
+            success: stats.success,
+            failed: stats.failed,
+            timeout: stats.timeout,
+            connections: stats.connections,
+            users: stats.online_users,
+            topics: stats.topics,
+        }
+    }
 }
 
 async fn metrics(State(routes): State<Routes>) -> Response {

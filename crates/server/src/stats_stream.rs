@@ -66,25 +66,13 @@ impl StatsStreams {
     fn snapshot(&self) -> String {
         #[derive(serde::Serialize)]
         struct Snapshot {
-            total: u64,
-            success: u64,
-            failed: u64,
-            timeout: u64,
-            connections: usize,
-            users: usize,
-            topics: usize,
+            #[serde(flatten)]
+            stats: crate::routes::Stats,
             pushes: u64,
             uptime_ms: u64,
         }
-        let stats = self.hub.stats();
         let snapshot = Snapshot {
-            total: stats.total,
-            success: stats.success,
-            failed: stats.failed,
-            timeout: stats.timeout,
-            connections: stats.connections,
-            users: stats.online_users,
-            topics: stats.topics,
+            stats: crate::routes::Stats::of(&self.hub),
             pushes: self.pushes.load(Ordering::Relaxed),
             uptime_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };

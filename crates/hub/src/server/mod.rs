@@ -77,6 +77,7 @@ use tokio_util::task::TaskTracker;
 use crate::Hub;
 use authenticate::DynAuthenticate;
 pub use authenticate::{Authenticate, Refusal};
+pub use prefixed::Prefixed;
 
 /// The default event-stream path.
 pub const DEFAULT_EVENTS_PATH: &str = "/events";

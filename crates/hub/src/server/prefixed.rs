@@ -10,8 +10,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// The server reads the start of every request itself to see whether it is an event stream; any
 /// other request goes to hyper, which must see those bytes first (the head, and whatever was
-/// pipelined behind it).
-pub(super) struct Prefixed<IO> {
+/// pipelined behind it). `ssehub serve`'s HTTPS path does the same over TLS.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use tokio::io::AsyncReadExt;
+/// let mut io = ssehub_hub::server::Prefixed::new(b"GET ".to_vec(), &b"/ HTTP/1.1"[..]);
+/// let mut read = String::new();
+/// io.read_to_string(&mut read).await?;
+/// assert_eq!(read, "GET / HTTP/1.1");
+/// # Ok(()) }
+/// ```
+pub struct Prefixed<IO> {
     prefix: Vec<u8>,
     /// How much of `prefix` was replayed.
     read: usize,
@@ -19,7 +29,8 @@ pub(super) struct Prefixed<IO> {
 }
 
 impl<IO> Prefixed<IO> {
-    pub(super) fn new(prefix: Vec<u8>, io: IO) -> Self {
+    /// `io`, with `prefix` to be read first.
+    pub fn new(prefix: Vec<u8>, io: IO) -> Self {
         Self {
             prefix,
             read: 0,
