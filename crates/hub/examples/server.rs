@@ -3,8 +3,8 @@
 //! benchmarks do: its events are not theirs). With `DATA_DIR` set, events are kept on disk there
 //! and a reconnecting client gets what it missed, across restarts of the server too.
 //!
-//! Served by `ssehub_hub::server::Server`: event streams on its lean path, the push API through
-//! an axum router on the same port.
+//! Served by `ssehub_hub::server::Server`: event streams and plain pushes on its lean paths, any
+//! other push request through an axum router on the same port.
 //!
 //! ```sh
 //! cargo run -p ssehub-hub --example server            # PORT=8080 by default
@@ -27,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use http::StatusCode;
 use http::request::Parts;
-use ssehub_hub::server::Server;
+use ssehub_hub::server::{PushRoute, Server};
 use ssehub_hub::store::{RedbStore, Retention};
 use ssehub_hub::{AllowedTopics, Event, Hub, Subscriber};
 
@@ -93,6 +93,9 @@ async fn main() -> std::io::Result<()> {
     let server = Server::builder(hub.clone(), demo_auth)
         .events_path("/events")
         // Open to anyone who can reach the port: fine for a demo on localhost, not beyond.
+        // Plain pushes take the lean path; the router's route answers the others (chunked
+        // bodies, CORS requests), the same way.
+        .push_route(PushRoute::new("/push"))
         .fallback(Router::new().route("/push", ssehub_hub::axum::push(hub.clone())))
         .build()
         .map_err(std::io::Error::other)?;

@@ -283,33 +283,43 @@ where
 /// # }
 /// ```
 pub async fn push_response(hub: &Hub, body: &[u8]) -> Response {
+    let (status, body) = push_answer(hub, body).await;
+    json(status, body)
+}
+
+/// [`push_response`]'s status and JSON body, for servers that frame the answer themselves.
+pub(crate) async fn push_answer(hub: &Hub, body: &[u8]) -> (StatusCode, String) {
     let request = match PushRequest::parse(body, Some(&hub.config().limits)) {
         Ok(request) => request,
-        Err(error) => return envelope(StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(error) => return error_answer(StatusCode::BAD_REQUEST, &error.to_string()),
     };
     if !hub.config().reserved_over_http
         && let Err(error) = request.refuse_reserved_event_types()
     {
-        return envelope(StatusCode::BAD_REQUEST, &error.to_string());
+        return error_answer(StatusCode::BAD_REQUEST, &error.to_string());
     }
     let pushed = hub.push_to(request.recipients(), request.events).await;
     match pushed {
-        Ok(receipt) => json(StatusCode::OK, ok_envelope(&receipt)),
+        Ok(receipt) => (StatusCode::OK, ok_envelope(&receipt)),
         Err(error @ PushError::DuplicateId { .. }) => {
-            envelope(StatusCode::CONFLICT, &error.to_string())
+            error_answer(StatusCode::CONFLICT, &error.to_string())
         }
         Err(error @ (PushError::Closed | PushError::Store(_) | PushError::StoreTimeout { .. })) => {
             // Not the publisher's fault: it may retry (against another node, or later).
-            envelope(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
+            error_answer(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
         }
         Err(error @ PushError::TooLarge { .. }) => {
-            envelope(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string())
+            error_answer(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string())
         }
-        Err(error) => envelope(
+        Err(error) => error_answer(
             StatusCode::BAD_REQUEST,
             &PushRequestError::from(error).to_string(),
         ),
     }
+}
+
+fn error_answer(status: StatusCode, message: &str) -> (StatusCode, String) {
+    (status, error_envelope(status.as_u16(), message))
 }
 
 /// A `POST` route for the seed's push API (`{"uids":[...],"events":[...]}`; without `uids`, a

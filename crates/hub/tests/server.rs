@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::{PATIENCE, eventually, within};
 use http::{HeaderName, HeaderValue, StatusCode};
-use ssehub_hub::server::{Authenticate, Refusal, Server, ServerBuilder};
-use ssehub_hub::store::MemoryStore;
+use ssehub_hub::server::{Authenticate, PushRoute, Refusal, Server, ServerBuilder};
+use ssehub_hub::store::{ListQuery, MemoryStore, Page, Record, Store, StoreError};
 use ssehub_hub::{AllowedTopics, CLOSE_EVENT_TYPE, Event, Hub, Subscriber};
 use ssehub_wire::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1157,4 +1157,334 @@ async fn a_later_request_for_the_events_path_on_a_kept_alive_connection_is_a_str
         server.hub.stats().connections == 0
     })
     .await;
+}
+
+// The lean push path (`ServerBuilder::push_route`).
+
+/// A hub served with the lean push path at `/push` (and the same route in the router).
+async fn with_lean_push(hub: Hub, route: PushRoute) -> Lean {
+    Lean::start_with(hub, |builder| builder.push_route(route)).await
+}
+
+/// `body` as a chunked request, which the lean push path hands to hyper.
+fn chunked_push_request(body: &str) -> String {
+    format!(
+        "POST /push HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    )
+}
+
+/// The ids in a `200` push answer.
+fn answered_ids(body: &str) -> Vec<String> {
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(answer["code"], 0, "{body}");
+    answer["data"]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn pipelined_pushes_on_the_lean_push_path_are_answered_in_order() {
+    let server = with_lean_push(Hub::new(), PushRoute::new("/push")).await;
+    let mut alice = server.subscribe("uid=alice").await;
+    let mut bob = server.subscribe("uid=bob").await;
+    let mut publisher = server.connect().await;
+    // 100 pushes in one write, alternately to alice and bob.
+    let requests: String = (0..100)
+        .map(|n| {
+            let uid = if n % 2 == 0 { "alice" } else { "bob" };
+            push_request(&format!(
+                r#"{{"uids":["{uid}"],"events":[{{"data":"{n}"}}]}}"#
+            ))
+        })
+        .collect();
+    publisher.send(&requests).await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let (head, body) = publisher.response().await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("content-type: application/json\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\ndate: "), "{head}");
+        ids.extend(answered_ids(&body));
+    }
+    // Each answer is its own push's: the event's id, in the order the pushes were sent.
+    for (n, id) in ids.iter().enumerate() {
+        let reader = if n % 2 == 0 { &mut alice } else { &mut bob };
+        let event = reader.next_event().await.unwrap();
+        assert_eq!(event.data.as_str(), n.to_string());
+        assert_eq!(event.id.as_deref(), Some(id.as_str()), "push {n}");
+    }
+    // Kept alive for more.
+    publisher
+        .send(&push_request(
+            r#"{"uids":["bob"],"events":[{"data":"later"}]}"#,
+        ))
+        .await;
+    assert!(publisher.response().await.0.starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(bob.next_data().await, "later");
+}
+
+#[tokio::test]
+async fn the_lean_push_path_answers_every_body_as_the_router_does() {
+    let hub = Hub::builder().max_data_len(8).build().unwrap();
+    let server = with_lean_push(hub, PushRoute::new("/push")).await;
+    let _alice = server.subscribe("uid=alice").await;
+    for body in [
+        r#"{"uids":["alice"],"events":[{"data":"hi","id":"fixed"}]}"#,
+        r#"{"uids":["nobody"],"events":[{"data":"hi","id":"fixed2"}]}"#,
+        r#"{"events":[]}"#,
+        r#"{"uids":[],"events":[{"data":"hi"}]}"#,
+        r#"{"uid":["alice"],"events":[{"data":"hi"}]}"#,
+        r#"{"uids":["alice"],"events":[{"data":"far too long"}]}"#,
+        r#"{"events":[{"event":"close","data":"x"}]}"#,
+        r#"{"topics":["a\u0001"],"events":[{"data":"x"}]}"#,
+        "not json",
+        "",
+    ] {
+        // The lean path first, then the router (a chunked body is handed to hyper).
+        let mut lean = server.connect().await;
+        lean.send(&push_request(body)).await;
+        let (lean_head, lean_body) = lean.response().await;
+        let mut routed = server.connect().await;
+        routed.send(&chunked_push_request(body)).await;
+        let (routed_head, routed_body) = routed.response().await;
+        assert_eq!(status_line(&lean_head), status_line(&routed_head), "{body}");
+        let content_type = |head: &str| {
+            head.lines()
+                .find(|line| line.starts_with("content-type"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            content_type(&lean_head),
+            content_type(&routed_head),
+            "{body}"
+        );
+        if status_line(&lean_head).contains("200") {
+            // The same event id pushed twice: the ids differ only when the hub assigns them.
+            assert!(lean_body.contains(r#""code":0"#), "{lean_body}");
+            assert!(routed_body.contains(r#""code":0"#), "{routed_body}");
+        } else {
+            assert_eq!(lean_body, routed_body, "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_is_handed_to_hyper_at_its_first_request_the_lean_path_does_not_take() {
+    let server = with_lean_push(Hub::new(), PushRoute::new("/push")).await;
+    let mut alice = server.subscribe("uid=alice").await;
+    let mut publisher = server.connect().await;
+    let plain = |data: &str| {
+        push_request(&format!(
+            r#"{{"uids":["alice"],"events":[{{"data":"{data}"}}]}}"#
+        ))
+    };
+    let chunked = chunked_push_request(r#"{"uids":["alice"],"events":[{"data":"two"}]}"#);
+    publisher
+        .send(&format!(
+            "{}{chunked}{}GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n",
+            plain("one"),
+            plain("three")
+        ))
+        .await;
+    for expected in ["200", "200", "200", "404"] {
+        let (head, _) = publisher.response().await;
+        assert_eq!(
+            status_line(&head).split(' ').nth(1),
+            Some(expected),
+            "{head}"
+        );
+    }
+    for expected in ["one", "two", "three"] {
+        assert_eq!(alice.next_data().await, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_push_body_over_the_limit_is_refused_unread_and_the_connection_closes() {
+    let server = with_lean_push(Hub::new(), PushRoute::new("/push").max_body_bytes(100)).await;
+    let mut publisher = server.connect().await;
+    // The head alone: the answer must not wait for a body that never comes.
+    publisher
+        .send("POST /push HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+        .await;
+    let (head, body) = publisher.response().await;
+    assert!(
+        head.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(body.contains("limit of 100 bytes"), "{body}");
+    assert_eq!(publisher.rest().await, "", "closed after the answer");
+}
+
+#[tokio::test]
+async fn the_push_routes_authorization_is_asked_before_the_body_is_read() {
+    let route = PushRoute::new("/push").authorize(|headers| {
+        match headers.get(http::header::AUTHORIZATION) {
+            Some(value) if value == "Bearer key" => Ok(()),
+            Some(_) => Err(StatusCode::FORBIDDEN),
+            None => Err(StatusCode::UNAUTHORIZED),
+        }
+    });
+    let server = with_lean_push(Hub::new(), route).await;
+    let mut alice = server.subscribe("uid=alice").await;
+    for (credential, status) in [("", "401"), ("Authorization: Bearer nope\r\n", "403")] {
+        let mut publisher = server.connect().await;
+        // A head that announces a body and never sends it: answered at once all the same.
+        publisher
+            .send(&format!(
+                "POST /push HTTP/1.1\r\nHost: t\r\n{credential}Content-Length: 50\r\n\r\n"
+            ))
+            .await;
+        let (head, _) = publisher.response().await;
+        assert_eq!(status_line(&head).split(' ').nth(1), Some(status), "{head}");
+        if status == "401" {
+            assert!(head.contains("www-authenticate: Bearer\r\n"), "{head}");
+        }
+        assert_eq!(publisher.rest().await, "", "closed after the refusal");
+    }
+    let mut publisher = server.connect().await;
+    let request = push_request(r#"{"uids":["alice"],"events":[{"data":"allowed"}]}"#)
+        .replace("Host: t\r\n", "Host: t\r\nAuthorization: Bearer key\r\n");
+    publisher.send(&request).await;
+    assert!(publisher.response().await.0.starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(alice.next_data().await, "allowed");
+}
+
+#[tokio::test]
+async fn a_trickled_push_gets_408_and_an_idle_publisher_is_closed_quietly() {
+    let server = Lean::start_with(Hub::new(), |builder| {
+        builder
+            .push_route(PushRoute::new("/push"))
+            .request_timeout(Duration::from_millis(300))
+            .head_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut trickler = server.connect().await;
+    let request = push_request(r#"{"events":[{"data":"x"}]}"#);
+    trickler.send(&request[..request.len() - 5]).await;
+    let (head, _) = trickler.response().await;
+    assert!(
+        head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{head}"
+    );
+    assert_eq!(trickler.rest().await, "");
+
+    let mut idle = server.connect().await;
+    idle.send(&request).await;
+    assert!(idle.response().await.0.starts_with("HTTP/1.1 200 OK"));
+    // Nothing more: closed at the head timeout, without an answer.
+    assert_eq!(idle.rest().await, "");
+}
+
+/// A memory store that counts its saves and holds each until the test lets it go.
+struct GatedStore {
+    inner: MemoryStore,
+    saves: Arc<std::sync::atomic::AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl Store for GatedStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.gate.acquire().await.unwrap().forget();
+        self.inner.save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.inner.last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list_after(query).await
+    }
+}
+
+#[tokio::test]
+async fn pushes_pipelined_on_one_connection_share_the_stores_saves() {
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let store = GatedStore {
+        inner: MemoryStore::new(1_000),
+        saves: Arc::clone(&saves),
+        gate: Arc::clone(&gate),
+    };
+    let hub = Hub::builder().store(store).build().unwrap();
+    let server = with_lean_push(hub, PushRoute::new("/push")).await;
+    let mut alice = server.subscribe("uid=alice").await;
+    let mut publisher = server.connect().await;
+    let requests: String = (0..20)
+        .map(|n| {
+            push_request(&format!(
+                r#"{{"uids":["alice"],"events":[{{"data":"{n}"}}]}}"#
+            ))
+        })
+        .collect();
+    publisher.send(&requests).await;
+    // The first save holds; through hyper the second push would not even be read until the
+    // first is answered.
+    eventually("the first save starts", || {
+        saves.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    })
+    .await;
+    gate.add_permits(1_000);
+    for _ in 0..20 {
+        assert!(publisher.response().await.0.starts_with("HTTP/1.1 200 OK"));
+    }
+    for n in 0..20 {
+        assert_eq!(alice.next_data().await, n.to_string());
+    }
+    let saves = saves.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(saves <= 3, "20 pipelined pushes took {saves} saves");
+}
+
+#[tokio::test]
+async fn lean_pushes_share_the_fallbacks_limit_on_requests_at_once() {
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let store = GatedStore {
+        inner: MemoryStore::new(1_000),
+        saves: Arc::clone(&saves),
+        gate: Arc::clone(&gate),
+    };
+    let hub = Hub::builder().store(store).build().unwrap();
+    let server = Lean::start_with(hub, |builder| {
+        builder
+            .push_route(PushRoute::new("/push"))
+            .max_fallback_requests(1)
+    })
+    .await;
+    let mut publisher = server.connect().await;
+    let push = push_request(r#"{"events":[{"data":"x"}]}"#);
+    publisher.send(&format!("{push}{push}")).await;
+    eventually("the first push holds the only permit", || {
+        saves.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    })
+    .await;
+    // The router's requests are refused meanwhile too.
+    let mut other = server.connect().await;
+    other
+        .send(&push.replace("Host: t\r\n", "Host: t\r\nOrigin: https://a.example\r\n"))
+        .await;
+    let (head, _) = other.response().await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    gate.add_permits(10);
+    let (first, _) = publisher.response().await;
+    assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
+    let (second, body) = publisher.response().await;
+    assert!(
+        second.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{second}"
+    );
+    assert!(second.contains("retry-after: "), "{second}");
+    assert!(body.contains("maximum of requests"), "{body}");
 }

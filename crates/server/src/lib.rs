@@ -263,6 +263,7 @@ impl Hubserver {
         if config.ui {
             extra = extra.merge(ui::router());
         }
+        let push_route = routes::lean_push_route(&access, &pushes, config.max_push_bytes);
         let routes = routes::Routes {
             hub: hub.clone(),
             access: Arc::clone(&access),
@@ -277,6 +278,7 @@ impl Hubserver {
         };
         let mut server = Server::builder(hub.clone(), SubscriberAuth(access))
             .events_path("/events")
+            .push_route(push_route)
             .fallback(router)
             .write_timeout(config.write_timeout)
             .dead_peer_timeout(config.dead_peer_timeout);

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ssehub_hub::Hub;
 use ssehub_hub::push_api::error_envelope;
+use ssehub_hub::server::{PushRoute, Refusal};
 use ssehub_hub::store::Store;
 
 use crate::auth::Access;
@@ -52,6 +53,37 @@ pub(crate) fn router(routes: Routes, max_push_bytes: usize, cors: &Cors, extra: 
         Some(layer) => router.layer(layer),
         None => router,
     }
+}
+
+/// `POST /push` on the lean server's push path (plain requests; the rest reach [`push`]): the
+/// same credential check before the body, the same answers, the same count of accepted pushes.
+pub(crate) fn lean_push_route(
+    access: &Arc<Access>,
+    pushes: &Arc<AtomicU64>,
+    max_push_bytes: usize,
+) -> PushRoute {
+    let access = Arc::clone(access);
+    let pushes = Arc::clone(pushes);
+    PushRoute::new("/push")
+        .max_body_bytes(max_push_bytes)
+        .authorize(move |headers| {
+            access.may_publish(headers).map_err(|(status, message)| {
+                // A `401` gets its `WWW-Authenticate: Bearer` from the server.
+                Box::new(
+                    Refusal::new(status)
+                        .with_header(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        )
+                        .with_body(error_envelope(status.as_u16(), &message)),
+                )
+            })
+        })
+        .on_answer(move |status| {
+            if status == StatusCode::OK {
+                pushes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
 }
 
 /// `POST /push`: the credential first, the body only then, so a client without the key cannot

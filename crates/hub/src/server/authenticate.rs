@@ -245,6 +245,18 @@ impl Refusal {
     }
 }
 
+/// A boxed refusal: what a hook returns to keep its `Result` small.
+impl From<Box<Refusal>> for Refusal {
+    /// ```
+    /// let boxed = Box::new(ssehub_hub::server::Refusal::new(http::StatusCode::FORBIDDEN));
+    /// let refusal: ssehub_hub::server::Refusal = boxed.into();
+    /// assert_eq!(refusal.status(), 403);
+    /// ```
+    fn from(refusal: Box<Refusal>) -> Self {
+        *refusal
+    }
+}
+
 impl From<StatusCode> for Refusal {
     /// ```
     /// let refusal: ssehub_hub::server::Refusal = http::StatusCode::UNAUTHORIZED.into();

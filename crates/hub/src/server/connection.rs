@@ -17,7 +17,7 @@ use super::head::{self, HeadError, Route};
 use super::prefixed::Prefixed;
 use super::response::{closing_response, respond_and_close, stream_head};
 use super::stream::EventStream;
-use super::{Inner, Refusal, fallback};
+use super::{Inner, Refusal, fallback, push};
 use crate::SubscribeError;
 
 /// Serves one connection to its end.
@@ -38,6 +38,9 @@ pub(super) async fn serve(
             tracing::debug!(%peer, %end, "event stream ended");
         }
         Decision::Fallback(io) => Box::pin(fallback::serve(inner, io, peer, shutdown)).await,
+        Decision::Push(socket, buf) => {
+            Box::pin(push::serve(inner, socket, buf, peer, shutdown)).await;
+        }
         Decision::Answer(socket, response) => {
             let write_timeout = inner.write_timeout;
             drop((inner, shutdown));
@@ -54,6 +57,8 @@ enum Decision {
     Stream(Pin<Box<EventStream>>),
     /// Not an event stream: hyper serves the connection, the bytes read replayed first.
     Fallback(Prefixed<TcpStream>),
+    /// A push, for the lean push path, with the bytes read.
+    Push(TcpStream, Vec<u8>),
     /// The answer to write before closing: a refusal, the answer to `HEAD`, ...
     Answer(TcpStream, BytesMut),
     /// Close without an answer: the client left, shutdown, or a timeout.
@@ -74,7 +79,10 @@ async fn decide(
     let route = tokio::select! {
         read = tokio::time::timeout_at(
             deadline,
-            head::read_route(&mut socket, &mut buf, &inner.events_path),
+            head::read_route(&mut socket, &mut buf, head::Paths {
+                events: &inner.events_path,
+                push: inner.push.as_ref().map(|route| route.path.as_str()),
+            }),
         ) => read,
         // A connection that has not sent its first request has nothing to finish.
         () = shutdown.cancelled() => return Decision::Close,
@@ -85,6 +93,7 @@ async fn decide(
             return start_events(inner, socket, parts, peer, deadline, shutdown).await;
         }
         Ok(Ok(Route::Other)) => return Decision::Fallback(Prefixed::new(buf, socket)),
+        Ok(Ok(Route::Push)) => return Decision::Push(socket, buf),
         Ok(Err(error @ HeadError::TooLarge)) => {
             (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error)
         }

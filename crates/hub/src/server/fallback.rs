@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::prefixed::Prefixed;
 
-/// `router` behind the limits every fallback request gets: at most `max_requests` at once over
+/// `router` behind the limits every fallback request gets: at most `semaphore`'s permits at once over
 /// the whole server (past it `503` with `Retry-After` at once: waiting would hold memory and a
 /// connection for each), and `timeout` from the head to the response, reading the body
 /// included (past it `408`: a trickled body can hold neither a connection nor a graceful
@@ -33,12 +33,11 @@ use super::prefixed::Prefixed;
 pub(super) fn guard(
     router: Router,
     timeout: Duration,
-    max_requests: usize,
+    semaphore: Arc<tokio::sync::Semaphore>,
     over_capacity_retry: Duration,
 ) -> Router {
-    // One semaphore for every route: `Router::layer` layers each route on its own, and a plain
-    // `ConcurrencyLimitLayer` would give each its own limit.
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(max_requests));
+    // One semaphore for every route (and the lean push path): `Router::layer` layers each route
+    // on its own, and a plain `ConcurrencyLimitLayer` would give each its own limit.
     let layers = tower::ServiceBuilder::new()
         .layer(HandleErrorLayer::new(
             move |error: tower::BoxError| async move { refusal(&error, over_capacity_retry) },

@@ -77,7 +77,12 @@ pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
     };
     let mut buf = Vec::with_capacity(INITIAL_HEAD_BUFFER);
     let result = {
-        let mut future = pin!(head::read_route(&mut source, &mut buf, events_path));
+        // No lean push path: a push is `Other`, as in a server without one.
+        let paths = head::Paths {
+            events: events_path,
+            push: None,
+        };
+        let mut future = pin!(head::read_route(&mut source, &mut buf, paths));
         let mut cx = Context::from_waker(Waker::noop());
         // One poll per chunk, and one for the end.
         let mut polls = 0;
@@ -94,7 +99,8 @@ pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
     };
     let verdict = match result {
         Ok(Route::Events(parts)) => Verdict::Events(parts),
-        Ok(Route::Other) => Verdict::Other,
+        // `Push` needs a push path, which this reader is not given.
+        Ok(Route::Other | Route::Push) => Verdict::Other,
         Err(HeadError::Closed) => Verdict::Closed,
         Err(HeadError::TooLarge) => Verdict::TooLarge,
         Err(HeadError::UriTooLong) => Verdict::UriTooLong,

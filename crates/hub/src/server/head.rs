@@ -21,8 +21,19 @@ pub(super) enum Route {
     /// caller's buffer and are dropped with it (anything pipelined behind an event-stream
     /// request is ignored, as the stream never ends to make room for a next response).
     Events(Box<Parts>),
+    /// `POST` of the push path (known from the request line alone): the connection goes to the
+    /// lean push path, the bytes read with it.
+    Push,
     /// Anything else: the whole connection goes to hyper, replaying the bytes read.
     Other,
+}
+
+/// The paths the lean server serves itself.
+#[derive(Clone, Copy)]
+pub(super) struct Paths<'a> {
+    pub(super) events: &'a str,
+    /// `None`: no lean push path; pushes go to hyper with every other request.
+    pub(super) push: Option<&'a str>,
 }
 
 /// Why no route was found.
@@ -62,19 +73,32 @@ impl fmt::Display for HeadError {
 }
 
 /// Reads from `socket` into `buf` until the first request's route is known: as soon as what was
-/// read shows it is not `GET`/`HEAD <events_path>`, or once the whole head of an event-stream
-/// request is in.
+/// read shows it is neither `GET`/`HEAD` of the events path nor `POST` of the push path, once
+/// the request line of a push is in, or once the whole head of an event-stream request is in.
 pub(super) async fn read_route(
     socket: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
-    events_path: &str,
+    paths: Paths<'_>,
 ) -> Result<Route, HeadError> {
     loop {
-        if let Some(route) = route(buf, events_path)? {
+        if let Some(route) = route(buf, paths)? {
             return Ok(route);
         }
         if buf.len() == buf.capacity() {
             if buf.capacity() >= MAX_HEAD {
+                // A push's request line still coming at the limit: hyper judges it, as it
+                // judges such a line without a lean push path.
+                if route(
+                    buf,
+                    Paths {
+                        push: None,
+                        ..paths
+                    },
+                )?
+                .is_some()
+                {
+                    return Ok(Route::Other);
+                }
                 // Still undecided, so an event-stream request: its line or its headers are too
                 // long for the lean path (other requests went to hyper, with its own limits).
                 return Err(if request_line_is_complete(buf) {
@@ -97,17 +121,29 @@ pub(super) async fn read_route(
 }
 
 /// The route of the head at the start of `buf`, `None` if more bytes are needed to tell.
-fn route(buf: &[u8], events_path: &str) -> Result<Option<Route>, HeadError> {
+fn route(buf: &[u8], paths: Paths<'_>) -> Result<Option<Route>, HeadError> {
     let Some(start) = request_line_start(buf) else {
         return Ok(None);
     };
     let line = &buf[start..];
     let Some(line_end) = line.iter().position(|&byte| byte == b'\n') else {
-        // A request line that cannot become an event-stream request goes to hyper now, however
-        // long it grows: hyper answers it as it answers any other (`414`, `431`, ...).
-        return Ok((!may_become_events_request(line, events_path)).then_some(Route::Other));
+        // A request line that can become neither an event-stream request nor a push goes to
+        // hyper now, however long it grows: hyper answers it as it answers any other (`414`,
+        // `431`, ...).
+        let undecided = may_become_request(line, &[b"GET", b"HEAD"], paths.events)
+            || paths
+                .push
+                .is_some_and(|push| may_become_request(line, &[b"POST"], push));
+        return Ok((!undecided).then_some(Route::Other));
     };
-    if !is_events_request(&line[..line_end], events_path) {
+    let line = &line[..line_end];
+    if paths
+        .push
+        .is_some_and(|push| is_request(line, &[b"POST"], push))
+    {
+        return Ok(Some(Route::Push));
+    }
+    if !is_request(line, &[b"GET", b"HEAD"], paths.events) {
         return Ok(Some(Route::Other));
     }
     parse(buf).map(|parts| parts.map(|parts| Route::Events(Box::new(parts))))
@@ -132,46 +168,46 @@ fn request_line_is_complete(buf: &[u8]) -> bool {
     request_line_start(buf).is_some_and(|start| buf[start..].contains(&b'\n'))
 }
 
-/// Whether a request line (without its LF) is `GET|HEAD <events_path>[?query] HTTP/1.x`.
+/// Whether a request line (without its LF) is `<one of methods> <path>[?query] HTTP/1.x`.
 /// Anything unusual answers no: hyper then judges it, with the same rules as for every other
 /// request.
-fn is_events_request(line: &[u8], events_path: &str) -> bool {
+fn is_request(line: &[u8], methods: &[&[u8]], path: &str) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = line.split(|&byte| byte == b' ');
-    let (Some(b"GET" | b"HEAD"), Some(target), Some(_version), None) =
+    let (Some(method), Some(target), Some(_version), None) =
         (fields.next(), fields.next(), fields.next(), fields.next())
     else {
         return false;
     };
-    is_events_target(target, events_path)
+    methods.contains(&method) && is_target(target, path)
 }
 
 /// Usually origin-form (`/events?uid=1`); absolute-form (`http://host/events`) is valid too.
-fn is_events_target(target: &[u8], events_path: &str) -> bool {
-    Uri::try_from(target).is_ok_and(|uri| uri.path() == events_path)
+fn is_target(target: &[u8], path: &str) -> bool {
+    Uri::try_from(target).is_ok_and(|uri| uri.path() == path)
 }
 
-/// Whether the start of a request line (no LF in it yet) may still become an event-stream
-/// request once the rest arrives.
-fn may_become_events_request(prefix: &[u8], events_path: &str) -> bool {
+/// Whether the start of a request line (no LF in it yet) may still become a request of one of
+/// `methods` for `path` once the rest arrives.
+fn may_become_request(prefix: &[u8], methods: &[&[u8]], path: &str) -> bool {
     let mut fields = prefix.splitn(2, |&byte| byte == b' ');
     let method = fields.next().unwrap_or_default();
     let Some(rest) = fields.next() else {
         // The method is still coming.
-        return b"GET".starts_with(method) || b"HEAD".starts_with(method);
+        return methods.iter().any(|known| known.starts_with(method));
     };
-    if method != b"GET" && method != b"HEAD" {
+    if !methods.contains(&method) {
         return false;
     }
     match rest.iter().position(|&byte| byte == b' ') {
         // The whole target is in: only the version is still coming.
-        Some(end) => is_events_target(&rest[..end], events_path),
-        None => target_may_become_events(rest, events_path),
+        Some(end) => is_target(&rest[..end], path),
+        None => target_may_become(rest, path),
     }
 }
 
-/// Whether the start of a request target may still become one whose path is `events_path`.
-fn target_may_become_events(target: &[u8], events_path: &str) -> bool {
+/// Whether the start of a request target may still become one whose path is `wanted`.
+fn target_may_become(target: &[u8], wanted: &str) -> bool {
     let path = if target.starts_with(b"/") {
         target
     } else {
@@ -200,9 +236,9 @@ fn target_may_become_events(target: &[u8], events_path: &str) -> bool {
     };
     match path.iter().position(|&byte| byte == b'?' || byte == b'#') {
         // The path is whole: an empty one is `/`.
-        Some(0) => events_path == "/",
-        Some(end) => &path[..end] == events_path.as_bytes(),
-        None => events_path.as_bytes().starts_with(path),
+        Some(0) => wanted == "/",
+        Some(end) => &path[..end] == wanted.as_bytes(),
+        None => wanted.as_bytes().starts_with(path),
     }
 }
 
@@ -308,10 +344,66 @@ fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), He
 
 #[cfg(test)]
 mod tests {
-    use super::{HeadError, MAX_HEAD, Route, route};
+    use super::{HeadError, MAX_HEAD, Paths, Route, route};
+
+    /// The events path alone: pushes go to hyper.
+    const EVENTS: Paths<'static> = Paths {
+        events: "/events",
+        push: None,
+    };
+    /// With the lean push path at `/push`.
+    const BOTH: Paths<'static> = Paths {
+        events: "/events",
+        push: Some("/push"),
+    };
 
     fn decide(head: &str) -> Result<Option<Route>, HeadError> {
-        route(head.as_bytes(), "/events")
+        route(head.as_bytes(), EVENTS)
+    }
+
+    #[test]
+    fn a_push_is_known_from_its_request_line_when_the_push_path_is_lean() {
+        for head in [
+            "POST /push HTTP/1.1\r\n",
+            "POST /push?x=1 HTTP/1.1\n",
+            "\r\nPOST /push HTTP/1.1\r\n",
+        ] {
+            assert!(
+                matches!(route(head.as_bytes(), BOTH), Ok(Some(Route::Push))),
+                "{head:?}"
+            );
+            assert!(is_other(head), "without a lean push path: {head:?}");
+        }
+        for prefix in [
+            "P",
+            "POS",
+            "POST ",
+            "POST /pu",
+            "POST /push",
+            "POST /push?a",
+        ] {
+            assert!(
+                matches!(route(prefix.as_bytes(), BOTH), Ok(None)),
+                "{prefix:?}"
+            );
+        }
+        for head in [
+            "POST /pushx",
+            "PUT /push HTTP/1.1\r\n",
+            "POST /push/x HTTP/1.1\r\n",
+            "GET /push HTTP/1.1\r\n",
+            "POST  /push HTTP/1.1\r\n",
+        ] {
+            assert!(
+                matches!(route(head.as_bytes(), BOTH), Ok(Some(Route::Other))),
+                "{head:?}"
+            );
+        }
+        // The events path keeps its route beside it.
+        assert!(matches!(
+            route(b"GET /events HTTP/1.1\r\nHost: h\r\n\r\n", BOTH),
+            Ok(Some(Route::Events(_)))
+        ));
     }
 
     fn is_other(head: &str) -> bool {
@@ -373,7 +465,11 @@ mod tests {
         }
         // An authority followed by a query: the path is `/`.
         assert!(is_other("GET http://h?x"));
-        assert!(matches!(route(b"GET http://h?x", "/"), Ok(None)));
+        let root = Paths {
+            events: "/",
+            push: None,
+        };
+        assert!(matches!(route(b"GET http://h?x", root), Ok(None)));
     }
 
     #[test]

@@ -57,6 +57,7 @@ mod connection;
 mod fallback;
 mod head;
 mod prefixed;
+mod push;
 mod response;
 mod stream;
 mod unsent;
@@ -78,6 +79,7 @@ use crate::Hub;
 use authenticate::DynAuthenticate;
 pub use authenticate::{Authenticate, Refusal};
 pub use prefixed::Prefixed;
+pub use push::{DEFAULT_MAX_PUSH_BODY, MAX_PIPELINED, PushRoute};
 
 /// The default event-stream path.
 pub const DEFAULT_EVENTS_PATH: &str = "/events";
@@ -115,8 +117,13 @@ struct Inner {
     events_path: String,
     authenticate: Arc<dyn DynAuthenticate>,
     fallback: Router,
+    /// The lean push path, if any.
+    push: Option<PushRoute>,
+    /// Fallback requests and lean pushes in progress, over the whole server.
+    fallback_requests: Arc<tokio::sync::Semaphore>,
     write_timeout: Duration,
     head_timeout: Duration,
+    request_timeout: Duration,
     dead_peer_timeout: Option<Duration>,
     max_connections: usize,
     http1: hyper::server::conn::http1::Builder,
@@ -171,6 +178,7 @@ impl Server {
             events_path: DEFAULT_EVENTS_PATH.to_owned(),
             authenticate: Arc::new(authenticate),
             fallback: Router::new(),
+            push: None,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             head_timeout: DEFAULT_HEAD_TIMEOUT,
             dead_peer_timeout: Some(DEFAULT_DEAD_PEER_TIMEOUT),
@@ -231,6 +239,7 @@ pub struct ServerBuilder {
     events_path: String,
     authenticate: Arc<dyn DynAuthenticate>,
     fallback: Router,
+    push: Option<PushRoute>,
     write_timeout: Duration,
     head_timeout: Duration,
     dead_peer_timeout: Option<Duration>,
@@ -290,6 +299,26 @@ impl ServerBuilder {
     /// ```
     pub fn fallback(mut self, router: Router) -> Self {
         self.fallback = router;
+        self
+    }
+
+    /// Serves `POST` of the route's path on a lean path of its own, without hyper: the
+    /// pushes a connection pipelines go into the hub together (one save of the store can take
+    /// them all) and their answers out in one write. The plain requests only; any other goes
+    /// to the [fallback](Self::fallback) router, which should keep the same route (see
+    /// [`PushRoute`]). The fallback's [request timeout](Self::request_timeout) and
+    /// [limit on requests at once](Self::max_fallback_requests) apply to these pushes too.
+    ///
+    /// ```
+    /// use ssehub_hub::server::{PushRoute, Server};
+    ///
+    /// let hub = ssehub_hub::Hub::new();
+    /// let builder = Server::builder(hub.clone(), |_: &http::request::Parts| async { Ok::<_, http::StatusCode>("u".to_owned()) })
+    ///     .push_route(PushRoute::new("/push"))
+    ///     .fallback(axum::Router::new().route("/push", ssehub_hub::axum::push(hub)));
+    /// ```
+    pub fn push_route(mut self, route: PushRoute) -> Self {
+        self.push = Some(route);
         self
     }
 
@@ -425,10 +454,11 @@ impl ServerBuilder {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(self.head_timeout);
+        let fallback_requests = Arc::new(tokio::sync::Semaphore::new(self.max_fallback_requests));
         let fallback = fallback::guard(
             self.fallback,
             self.request_timeout,
-            self.max_fallback_requests,
+            Arc::clone(&fallback_requests),
             self.hub.config().over_capacity_retry,
         );
         Ok(Server {
@@ -437,8 +467,11 @@ impl ServerBuilder {
                 events_path: self.events_path,
                 authenticate: self.authenticate,
                 fallback,
+                push: self.push,
+                fallback_requests,
                 write_timeout: self.write_timeout,
                 head_timeout: self.head_timeout,
+                request_timeout: self.request_timeout,
                 dead_peer_timeout: self.dead_peer_timeout,
                 max_connections: self.max_connections,
                 http1,

@@ -16,7 +16,7 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 * 1024;
 
 /// `HTTP/1.1 <status> <reason>\r\n`.
-fn status_line(out: &mut BytesMut, status: StatusCode) {
+pub(super) fn status_line(out: &mut BytesMut, status: StatusCode) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -24,7 +24,7 @@ fn status_line(out: &mut BytesMut, status: StatusCode) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+pub(super) fn header(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
