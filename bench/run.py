@@ -77,12 +77,15 @@ SCENARIOS = {
     "u10": Scenario("u10", 10_000, 2_000,
                     "uni-cast: 10,000 clients x 2,000 pushes/s, 10 uids a push",
                     mode="unicast", uids_per_push=10),
+    "u1x": Scenario("u1x", 10_000, 10_000,
+                    "uni-cast: 10,000 clients x 10,000 pushes/s, 1 uid a push",
+                    mode="unicast", uids_per_push=1),
     "umax": Scenario("umax", 10_000, 0, "uni-cast: 10,000 clients, highest push rate, 1 uid a push",
                      mode="unicast", uids_per_push=1, search=True),
 }
 
 # The rates `umax` tries, in order, and its latency bound (--umax-rates, --umax-p99).
-UMAX_RATES = [1_000, 2_000, 5_000, 10_000, 20_000]
+UMAX_RATES = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 40_000]
 UMAX_P99_MS = 50.0
 
 
@@ -920,7 +923,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-delay-ms", type=int, default=5,
                         help="the batch delay of ssehub-batched, in ms (default 5)")
     parser.add_argument("--scenarios", default="a,b,c,d,u1,u10,umax",
-                        help="comma-separated subset of a,b,c,d,u1,u10,umax")
+                        help="comma-separated subset of a,b,c,d,u1,u10,u1x,umax")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every scenario's clients by this (e.g. 0.01 for a smoke "
                         "run; default 1)")
