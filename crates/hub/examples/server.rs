@@ -11,6 +11,7 @@
 //! DATA_DIR=/tmp/ssehub cargo run -p ssehub-hub --example server   # keeps history
 //! BATCH_DELAY_MS=5 cargo run -p ssehub-hub --example server       # batches writes (5 ms at most)
 //! DEMO_BROADCAST=0 cargo run -p ssehub-hub --example server       # no hello_world_N broadcasts
+//! DATA_DIR=/tmp/ssehub SAVE_INTERVAL_MS=0 cargo run -p ssehub-hub --example server  # a save per batch
 //! curl -N 'http://127.0.0.1:8080/events?uid=u001'
 //! curl -X POST -H 'Content-Type: application/json' \
 //!   -d '{"uids":["u001"],"events":[{"event":"message","data":"hello_world"}]}' \
@@ -73,6 +74,14 @@ async fn main() -> std::io::Result<()> {
         let store = RedbStore::open(dir, retention).map_err(std::io::Error::other)?;
         tracing::info!(path = %store.path().display(), "history on disk; resend on reconnect");
         builder = builder.store(store).resend(true);
+        // A tuning knob: the least time between two saves (see `HubBuilder::save_interval`;
+        // 0 saves each batch as soon as the one before is saved).
+        if let Some(ms) = std::env::var("SAVE_INTERVAL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+        {
+            builder = builder.save_interval(Some(Duration::from_millis(ms)));
+        }
     }
     // A tuning knob: hold each stream's write up to this long to batch events (see
     // `HubBuilder::batch_delay`); off unless set.

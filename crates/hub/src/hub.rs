@@ -145,7 +145,14 @@ impl Hub {
         let sequencer = config
             .store
             .clone()
-            .map(|store| Sequencer::new(store, config.log.clone(), config.store_timeout));
+            .map(|store| {
+                Sequencer::new(
+                    store,
+                    config.log.clone(),
+                    config.store_timeout,
+                    config.save_interval,
+                )
+            });
         let replay_turns = config
             .max_concurrent_replays
             .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers))

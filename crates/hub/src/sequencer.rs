@@ -60,6 +60,8 @@ pub(crate) struct Sequencer {
     runtime: Option<Handle>,
     queued_bytes: Arc<Semaphore>,
     timeout: Duration,
+    /// At most one save begins per this long (`HubBuilder::save_interval`).
+    save_interval: Option<Duration>,
 }
 
 /// One push, validated; its missing ids are assigned by the committer.
@@ -82,7 +84,12 @@ pub(crate) struct Committed {
 }
 
 impl Sequencer {
-    pub(crate) fn new(store: Arc<dyn Store>, log: Option<Arc<dyn Log>>, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        log: Option<Arc<dyn Log>>,
+        timeout: Duration,
+        save_interval: Option<Duration>,
+    ) -> Self {
         let (submissions, idle) = mpsc::channel(QUEUE);
         Self {
             store,
@@ -92,6 +99,7 @@ impl Sequencer {
             runtime: Handle::try_current().ok(),
             queued_bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
             timeout,
+            save_interval,
         }
     }
 
@@ -185,6 +193,7 @@ impl Sequencer {
             Arc::clone(&self.store),
             submissions,
             to_deliver,
+            self.save_interval,
         );
         let deliverer = deliver(Arc::downgrade(shared), saved);
         let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
@@ -232,18 +241,40 @@ struct Saved {
 /// Saving and delivering are pipelined: while the deliverer sends batch N, the committer saves
 /// batch N+1 (whatever arrived meanwhile). The deliverer takes the batches in the order they
 /// were saved, each push of a batch in `seq` order, so no event reaches a connection before an
-/// event saved ahead of it. No timer: a push that finds the committer idle is saved at once.
+/// event saved ahead of it.
+///
+/// With a `save_interval`, at most one save begins per interval: a push that comes while the
+/// last save began less than that long ago waits for the rest of it, with whatever else comes
+/// meanwhile, and they share the next save (and its sync of the disk, whose kernel time is most
+/// of a save's cost). A push that finds the committer idle longer than that is saved at once.
 async fn commit(
     hub: Weak<Shared>,
     store: Arc<dyn Store>,
     mut submissions: mpsc::Receiver<Submission>,
     to_deliver: mpsc::Sender<Saved>,
+    save_interval: Option<Duration>,
 ) {
     // The next `seq` to hand out; read from the store before the first batch and after any
     // failed save (which may or may not have stored something).
     let mut next_seq = None;
     let mut batch = Vec::new();
-    while submissions.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut last_save: Option<Instant> = None;
+    loop {
+        if submissions.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        if let (Some(interval), Some(started)) = (save_interval, last_save) {
+            let due = started + interval;
+            if Instant::now() < due {
+                tokio::time::sleep_until(due).await;
+                // Whatever came meanwhile joins this save.
+                while batch.len() < MAX_BATCH
+                    && let Ok(submission) = submissions.try_recv()
+                {
+                    batch.push(submission);
+                }
+            }
+        }
         let Some(shared) = hub.upgrade() else { return };
         // A pusher that gave up waiting was told its push failed: don't save it.
         batch.retain(|submission| !submission.reply.is_closed());
@@ -284,7 +315,9 @@ async fn commit(
             }
         }
         let records_len = records.len();
-        let started = timing.then(Instant::now);
+        let save_started = Instant::now();
+        last_save = Some(save_started);
+        let started = timing.then_some(save_started);
         let saved = isolated(store.save(&records)).await;
         drop(records);
         #[cfg(feature = "metrics")]
@@ -482,6 +515,7 @@ mod tests {
             Arc::new(MemoryStore::new(10)),
             None,
             Duration::from_secs(60),
+            None,
         );
         let big = || vec![Event::new("x".repeat(QUEUE_BYTES / 4))];
         let mut queued = Vec::new();

@@ -333,6 +333,7 @@ async fn the_next_batch_is_saved_while_the_one_before_is_delivered() {
 async fn a_push_alone_waits_for_no_timer() {
     let hub = Hub::builder()
         .store(MemoryStore::new(100))
+        .save_interval(None)
         .heartbeat(None)
         .build()
         .unwrap();
@@ -347,6 +348,65 @@ async fn a_push_alone_waits_for_no_timer() {
         assert!(chunk.ends_with(format!("data: {n}\n\n").as_bytes()));
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// A memory store that counts its saves.
+struct CountedStore {
+    inner: MemoryStore,
+    saves: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait]
+impl Store for CountedStore {
+    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        self.inner.save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, StoreError> {
+        self.inner.last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.seq_of(id).await
+    }
+    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list_after(query).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_save_interval_a_quiet_push_is_saved_at_once_and_a_stream_of_them_together() {
+    let interval = Duration::from_millis(10);
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = CountedStore {
+        inner: MemoryStore::new(100),
+        saves: Arc::clone(&saves),
+    };
+    let hub = Hub::builder()
+        .store(store)
+        .save_interval(Some(interval))
+        .heartbeat(None)
+        .build()
+        .unwrap();
+    // The clock is paused: it moves only when every task waits for a timer.
+    let start = tokio::time::Instant::now();
+    hub.broadcast([Event::new("quiet")]).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "a push to an idle store: no wait");
+    // Right after a save: the next waits out the interval, and what comes meanwhile joins it.
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.broadcast([Event::new("first")]).await }
+    });
+    tokio::time::sleep(interval / 2).await;
+    hub.broadcast([Event::new("second")]).await.unwrap();
+    first.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), interval);
+    assert_eq!(saves.load(Ordering::SeqCst), 2, "the two pushes, one save");
+    // Idle longer than the interval: at once again.
+    tokio::time::advance(interval * 2).await;
+    let quiet = tokio::time::Instant::now();
+    hub.broadcast([Event::new("quiet again")]).await.unwrap();
+    assert_eq!(quiet.elapsed(), Duration::ZERO);
+    assert_eq!(saves.load(Ordering::SeqCst), 3);
 }
 
 /// The data of every record the store holds for `uid`, in `seq` order, up to the `end` marker.

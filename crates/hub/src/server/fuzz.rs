@@ -1,5 +1,5 @@
-//! The lean server's head reader over bytes in memory, for `crates/hub/fuzz` (feature
-//! `fuzzing`). Not an API: it changes with the server.
+//! The lean server's head reader and its push path's request parser over bytes in memory, for
+//! `crates/hub/fuzz` (feature `fuzzing`). Not an API: it changes with the server.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,6 +16,39 @@ use super::head::{self, HeadError, Route};
 pub const INITIAL_HEAD_BUFFER: usize = head::INITIAL_HEAD_BUFFER;
 /// The most a head may take.
 pub const MAX_HEAD: usize = head::MAX_HEAD;
+
+/// What the lean push path makes of the start of a connection's read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushVerdict {
+    /// Only the empty lines allowed before a request, or nothing.
+    Nothing,
+    /// The start of a head: more bytes needed.
+    Head,
+    /// A whole head whose body is not all in: its length and the body's.
+    Body { head: usize, body: usize },
+    /// A whole push: the head's length (empty lines before it included) and the body's.
+    Push { head: usize, body: usize },
+    /// Not for the lean path: hyper gets the connection from here.
+    Other,
+    /// A `Content-Length` over `max_body`.
+    TooLarge,
+    /// The authorization hook refused it (never: this entry point has none).
+    Refused,
+}
+
+/// The push path's parser on `buf`, for a route at `path` taking bodies up to `max_body`.
+pub fn push_next(buf: &[u8], path: &str, max_body: usize) -> PushVerdict {
+    let route = super::PushRoute::new(path).max_body_bytes(max_body);
+    match super::push::next(buf, &route) {
+        super::push::Next::Nothing => PushVerdict::Nothing,
+        super::push::Next::Head => PushVerdict::Head,
+        super::push::Next::Body { head, body } => PushVerdict::Body { head, body },
+        super::push::Next::Push { head, body } => PushVerdict::Push { head, body },
+        super::push::Next::Other => PushVerdict::Other,
+        super::push::Next::TooLarge => PushVerdict::TooLarge,
+        super::push::Next::Refused(_) => PushVerdict::Refused,
+    }
+}
 
 /// How the client's bytes end once all are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -172,7 +172,7 @@ impl std::fmt::Debug for PushRoute {
 
 /// What the start of the read buffer holds.
 #[derive(Debug)]
-enum Next {
+pub(super) enum Next {
     /// Nothing but (perhaps) the empty lines allowed before a request.
     Nothing,
     /// The start of a head.
@@ -194,17 +194,20 @@ fn is_blank(buf: &[u8]) -> bool {
 }
 
 /// What the start of `buf` holds, for `route`. `authorize` is asked here, once the head is in.
-fn next(buf: &[u8], route: &PushRoute) -> Next {
+pub(super) fn next(buf: &[u8], route: &PushRoute) -> Next {
     if is_blank(buf) {
         return Next::Nothing;
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(buf) {
-        Ok(httparse::Status::Complete(head)) => head,
+        // A head past the limit goes to hyper however it arrived: whole or in pieces, one answer.
+        Ok(httparse::Status::Complete(head)) if head <= MAX_HEAD => head,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Next::Head,
         // Too large, too many headers, malformed: hyper answers those as it answers any request.
-        Ok(httparse::Status::Partial) | Err(_) => return Next::Other,
+        Ok(httparse::Status::Complete(_) | httparse::Status::Partial) | Err(_) => {
+            return Next::Other;
+        }
     };
     let path_matches = request.path.is_some_and(|target| {
         target
@@ -650,6 +653,14 @@ mod tests {
         ] {
             assert_eq!(at(head), Next::Other, "{head:?}");
         }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_goes_to_hyper_even_when_it_arrives_whole() {
+        let padding = "x".repeat(super::MAX_HEAD);
+        let head = format!("POST /push HTTP/1.1\r\nHost: h\r\nX-Pad: {padding}\r\nContent-Length: 2\r\n\r\n{{}}");
+        assert_eq!(at(&head), Next::Other);
+        assert_eq!(at(&head[..super::MAX_HEAD + 10]), Next::Other);
     }
 
     #[test]
