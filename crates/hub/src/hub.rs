@@ -142,17 +142,14 @@ impl Hub {
             .with_event(CLOSE_EVENT_TYPE)
             .encode()
             .unwrap_or_default();
-        let sequencer = config
-            .store
-            .clone()
-            .map(|store| {
-                Sequencer::new(
-                    store,
-                    config.log.clone(),
-                    config.store_timeout,
-                    config.save_interval,
-                )
-            });
+        let sequencer = config.store.clone().map(|store| {
+            Sequencer::new(
+                store,
+                config.log.clone(),
+                config.store_timeout,
+                config.save_interval,
+            )
+        });
         let replay_turns = config
             .max_concurrent_replays
             .unwrap_or_else(|| crate::config::default_concurrent_replays(config.workers))

@@ -390,7 +390,11 @@ async fn with_a_save_interval_a_quiet_push_is_saved_at_once_and_a_stream_of_them
     // The clock is paused: it moves only when every task waits for a timer.
     let start = tokio::time::Instant::now();
     hub.broadcast([Event::new("quiet")]).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::ZERO, "a push to an idle store: no wait");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "a push to an idle store: no wait"
+    );
     // Right after a save: the next waits out the interval, and what comes meanwhile joins it.
     let first = tokio::spawn({
         let hub = hub.clone();

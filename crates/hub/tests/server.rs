@@ -1322,6 +1322,19 @@ async fn a_push_body_over_the_limit_is_refused_unread_and_the_connection_closes(
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert!(body.contains("limit of 100 bytes"), "{body}");
     assert_eq!(publisher.rest().await, "", "closed after the answer");
+    // With the body on its way: the answer arrives all the same (the server drains before it
+    // closes, as after any refusal).
+    let mut sender = server.connect().await;
+    let request = format!(
+        "POST /push HTTP/1.1\r\nHost: t\r\nContent-Length: 30000\r\n\r\n{}",
+        "x".repeat(30_000)
+    );
+    sender.send(&request).await;
+    let (head, _) = sender.response().await;
+    assert!(
+        head.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{head}"
+    );
 }
 
 #[tokio::test]

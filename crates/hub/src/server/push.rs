@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::head::MAX_HEAD;
 use super::prefixed::Prefixed;
-use super::response::{header, status_line};
+use super::response::{header, linger, status_line};
 use super::{Inner, Refusal, fallback};
 
 /// The default largest push body the lean push path reads (axum's default body limit, so that
@@ -370,7 +370,12 @@ pub(super) async fn serve(
                     Box::pin(fallback::serve(inner, io, peer, shutdown)).await;
                 }
                 End::Close => {
-                    let _ = socket.shutdown().await;
+                    // Unread input at the close would make the kernel reset the connection,
+                    // which can destroy the answer before the client reads it (a refused
+                    // push's body is usually on its way).
+                    if socket.shutdown().await.is_ok() {
+                        linger(socket).await;
+                    }
                 }
             }
             return;
@@ -658,7 +663,9 @@ mod tests {
     #[test]
     fn a_head_over_the_limit_goes_to_hyper_even_when_it_arrives_whole() {
         let padding = "x".repeat(super::MAX_HEAD);
-        let head = format!("POST /push HTTP/1.1\r\nHost: h\r\nX-Pad: {padding}\r\nContent-Length: 2\r\n\r\n{{}}");
+        let head = format!(
+            "POST /push HTTP/1.1\r\nHost: h\r\nX-Pad: {padding}\r\nContent-Length: 2\r\n\r\n{{}}"
+        );
         assert_eq!(at(&head), Next::Other);
         assert_eq!(at(&head[..super::MAX_HEAD + 10]), Next::Other);
     }

@@ -120,6 +120,12 @@ pub(super) async fn respond_and_close(
     if !matches!(written, Ok(Ok(()))) {
         return;
     }
+    linger(socket).await;
+}
+
+/// After the last answer was written and the socket half-closed: drains what the client still
+/// sends for a moment (at most [`LINGER_TIME`], [`LINGER_BYTES`]) before dropping the socket.
+pub(super) async fn linger(mut socket: TcpStream) {
     let _ = tokio::time::timeout(LINGER_TIME, async {
         let mut scratch = [0u8; 1024];
         let mut drained = 0;
