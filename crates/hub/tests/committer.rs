@@ -350,37 +350,10 @@ async fn a_push_alone_waits_for_no_timer() {
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
-/// A memory store that counts its saves.
-struct CountedStore {
-    inner: MemoryStore,
-    saves: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[async_trait]
-impl Store for CountedStore {
-    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.saves.fetch_add(1, Ordering::SeqCst);
-        self.inner.save(records).await
-    }
-    async fn last_seq(&self) -> Result<u64, StoreError> {
-        self.inner.last_seq().await
-    }
-    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.seq_of(id).await
-    }
-    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list_after(query).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn with_a_save_interval_a_quiet_push_is_saved_at_once_and_a_stream_of_them_together() {
     let interval = Duration::from_millis(10);
-    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let store = CountedStore {
-        inner: MemoryStore::new(100),
-        saves: Arc::clone(&saves),
-    };
+    let (store, saves) = common::CountedStore::new(100);
     let hub = Hub::builder()
         .store(store)
         .save_interval(Some(interval))

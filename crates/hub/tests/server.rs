@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{PATIENCE, eventually, within};
+use common::{CountedStore, PATIENCE, eventually, within};
 use http::{HeaderName, HeaderValue, StatusCode};
 use ssehub_hub::server::{Authenticate, PushRoute, Refusal, Server, ServerBuilder};
-use ssehub_hub::store::{ListQuery, MemoryStore, Page, Record, Store, StoreError};
+use ssehub_hub::store::MemoryStore;
 use ssehub_hub::{AllowedTopics, CLOSE_EVENT_TYPE, Event, Hub, Subscriber};
 use ssehub_wire::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1397,40 +1397,10 @@ async fn a_trickled_push_gets_408_and_an_idle_publisher_is_closed_quietly() {
     assert_eq!(idle.rest().await, "");
 }
 
-/// A memory store that counts its saves and holds each until the test lets it go.
-struct GatedStore {
-    inner: MemoryStore,
-    saves: Arc<std::sync::atomic::AtomicUsize>,
-    gate: Arc<tokio::sync::Semaphore>,
-}
-
-#[async_trait::async_trait]
-impl Store for GatedStore {
-    async fn save(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.gate.acquire().await.unwrap().forget();
-        self.inner.save(records).await
-    }
-    async fn last_seq(&self) -> Result<u64, StoreError> {
-        self.inner.last_seq().await
-    }
-    async fn seq_of(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.seq_of(id).await
-    }
-    async fn list_after(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list_after(query).await
-    }
-}
-
 #[tokio::test]
 async fn pushes_pipelined_on_one_connection_share_the_stores_saves() {
-    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let store = GatedStore {
-        inner: MemoryStore::new(1_000),
-        saves: Arc::clone(&saves),
-        gate: Arc::clone(&gate),
-    };
+    let (store, saves) = CountedStore::gated(1_000, &gate);
     let hub = Hub::builder().store(store).build().unwrap();
     let server = with_lean_push(hub, PushRoute::new("/push")).await;
     let mut alice = server.subscribe("uid=alice").await;
@@ -1462,13 +1432,8 @@ async fn pushes_pipelined_on_one_connection_share_the_stores_saves() {
 
 #[tokio::test]
 async fn lean_pushes_share_the_fallbacks_limit_on_requests_at_once() {
-    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let store = GatedStore {
-        inner: MemoryStore::new(1_000),
-        saves: Arc::clone(&saves),
-        gate: Arc::clone(&gate),
-    };
+    let (store, saves) = CountedStore::gated(1_000, &gate);
     let hub = Hub::builder().store(store).build().unwrap();
     let server = Lean::start_with(hub, |builder| {
         builder

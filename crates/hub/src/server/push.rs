@@ -57,11 +57,15 @@ type OnAnswer = dyn Fn(StatusCode) + Send + Sync;
 
 /// The lean push path: `POST` of `path` with the seed's push API body (see
 /// [`push_response`](crate::axum::push_response)), answered as `push_response` answers it, for
-/// [`ServerBuilder::push_route`](super::ServerBuilder::push_route). See the
-/// [module](self) for which requests it takes and why.
+/// [`ServerBuilder::push_route`](super::ServerBuilder::push_route).
 ///
-/// Keep the same route in the fallback router: requests the lean path does not take (chunked
-/// bodies, `Expect: 100-continue`, CORS requests from browsers) go there.
+/// It takes the plain requests: `POST <path>` (any query) over HTTP/1.1 with a
+/// `Content-Length`, one `Host`, and no `Transfer-Encoding`, `Expect`, `Upgrade`, `Connection`
+/// or `Origin` header. The pushes a connection pipelines go into the hub together (up to
+/// [`MAX_PIPELINED`]; with a store, one save can take them all), and their answers go out in
+/// order. Keep the same route in the fallback router: at the first request the lean path does
+/// not take (a chunked body, `Expect: 100-continue`, a browser's CORS request), the connection
+/// goes there.
 ///
 /// ```
 /// use http::StatusCode;

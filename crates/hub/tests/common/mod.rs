@@ -272,3 +272,60 @@ impl Reader {
         }
     }
 }
+
+/// A memory store that counts its saves and, if gated, holds each save until the test adds a
+/// permit to the gate.
+pub struct CountedStore {
+    inner: ssehub_hub::store::MemoryStore,
+    saves: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+}
+
+impl CountedStore {
+    /// A store of `capacity` events whose saves go through at once; the count of saves.
+    pub fn new(capacity: u64) -> (Self, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let saves = std::sync::Arc::default();
+        let store = Self {
+            inner: ssehub_hub::store::MemoryStore::new(capacity),
+            saves: std::sync::Arc::clone(&saves),
+            gate: None,
+        };
+        (store, saves)
+    }
+
+    /// The same, each save waiting for a permit of `gate`.
+    pub fn gated(
+        capacity: u64,
+        gate: &std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> (Self, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let (mut store, saves) = Self::new(capacity);
+        store.gate = Some(std::sync::Arc::clone(gate));
+        (store, saves)
+    }
+}
+
+#[ssehub_hub::store::async_trait]
+impl ssehub_hub::store::Store for CountedStore {
+    async fn save(
+        &self,
+        records: &[ssehub_hub::store::Record],
+    ) -> Result<(), ssehub_hub::store::StoreError> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        self.inner.save(records).await
+    }
+    async fn last_seq(&self) -> Result<u64, ssehub_hub::store::StoreError> {
+        self.inner.last_seq().await
+    }
+    async fn seq_of(&self, id: &str) -> Result<Option<u64>, ssehub_hub::store::StoreError> {
+        self.inner.seq_of(id).await
+    }
+    async fn list_after(
+        &self,
+        query: &ssehub_hub::store::ListQuery,
+    ) -> Result<ssehub_hub::store::Page, ssehub_hub::store::StoreError> {
+        self.inner.list_after(query).await
+    }
+}
