@@ -7,7 +7,9 @@
 //!   and what it read is the start of what was sent;
 //! - the same verdict however the bytes are split;
 //! - the verdict agrees with httparse on the bytes read: an event-stream route is a complete
-//!   `GET /events` head whose parts are httparse's, `Other` is a request line that is not one, a
+//!   `GET /events` head whose parts are httparse's, a push route (when the server has a lean
+//!   push path, half the inputs) a whole `POST /push` request line, `Other` is a request line
+//!   that is neither, a
 //!   parse error is httparse's own, `TooLarge` is more than 100 headers or a head still partial
 //!   at the limit, `Malformed` is a head httparse takes and `http` refuses, and a close before a
 //!   verdict leaves an unfinished request line or event-stream head.
@@ -22,6 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use ssehub_hub::server::__fuzz::{End, MAX_HEAD, Outcome, Verdict, read_route};
 
 const EVENTS_PATH: &str = "/events";
+const PUSH_PATH: &str = "/push";
 /// As `server/head.rs` (hyper's default).
 const MAX_HEADERS: usize = 100;
 /// A header line to pad heads with, so that inputs reach the limit cheaply.
@@ -62,6 +65,8 @@ struct Input {
     cuts: Vec<u16>,
     /// The client resets the connection rather than closing it.
     reset: bool,
+    /// The server has a lean push path at `/push`.
+    lean_push: bool,
 }
 
 /// A verdict in comparable form.
@@ -79,7 +84,7 @@ fn summary(verdict: &Verdict) -> String {
 }
 
 /// Checks a verdict against httparse's reading of the bytes read, and the limits.
-fn check(outcome: &Outcome, sent: &[u8], end: End) {
+fn check(outcome: &Outcome, sent: &[u8], end: End, lean_push: bool) {
     let read = &outcome.read[..];
     assert!(read.len() <= MAX_HEAD && outcome.capacity <= MAX_HEAD);
     assert!(outcome.largest_read <= MAX_HEAD);
@@ -96,6 +101,12 @@ fn check(outcome: &Outcome, sent: &[u8], end: End) {
             .path
             .and_then(|path| Uri::try_from(path).ok())
             .is_some_and(|uri| uri.path() == EVENTS_PATH);
+    let push_line = request.method == Some("POST")
+        && request.version.is_some()
+        && request
+            .path
+            .and_then(|path| Uri::try_from(path).ok())
+            .is_some_and(|uri| uri.path() == PUSH_PATH);
 
     match &outcome.verdict {
         Verdict::Events(parts) => {
@@ -135,7 +146,15 @@ fn check(outcome: &Outcome, sent: &[u8], end: End) {
                 assert_eq!(got, expected, "header {:?}", header.name);
             }
         }
+        Verdict::Push => {
+            assert!(lean_push, "a push route without a lean push path");
+            assert!(push_line, "a push route for {parsed:?}");
+        }
         Verdict::Other => {
+            assert!(
+                !(lean_push && push_line),
+                "a POST of the push path routed to hyper"
+            );
             // Routed to hyper, perhaps before the line ended (its start ruled a stream out):
             // never a GET or HEAD of the event-stream path.
             assert!(
@@ -225,10 +244,11 @@ fuzz_target!(|input: Input| {
         start = cut;
     }
 
-    let whole = read_route(&[&sent], end, EVENTS_PATH);
-    check(&whole, &sent, end);
-    let split = read_route(&pieces, end, EVENTS_PATH);
-    check(&split, &sent, end);
+    let push = input.lean_push.then_some(PUSH_PATH);
+    let whole = read_route(&[&sent], end, EVENTS_PATH, push);
+    check(&whole, &sent, end, input.lean_push);
+    let split = read_route(&pieces, end, EVENTS_PATH, push);
+    check(&split, &sent, end, input.lean_push);
     assert_eq!(
         summary(&whole.verdict),
         summary(&split.verdict),

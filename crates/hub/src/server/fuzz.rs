@@ -64,6 +64,8 @@ pub enum End {
 pub enum Verdict {
     /// An event-stream request, with its head.
     Events(Box<Parts>),
+    /// `POST` of the push path (given one): the lean push path gets the connection.
+    Push,
     /// Anything else: hyper gets the connection.
     Other,
     /// The client closed before a route was known.
@@ -93,7 +95,7 @@ pub struct Outcome {
     pub largest_read: usize,
 }
 
-/// Runs the head reader of a connection to `events_path` over `chunks`, as a socket would
+/// Runs the head reader of a connection to `events_path` (and `push_path`, if any) over `chunks`, as a socket would
 /// deliver them (each chunk after the first arriving only after the reader has waited once), then
 /// `end`.
 ///
@@ -101,7 +103,12 @@ pub struct Outcome {
 ///
 /// If the reader waits when the source has more to give (it would hang on a real socket) or
 /// reads into a full buffer (a zero-length read would look like the end of the stream).
-pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
+pub fn read_route(
+    chunks: &[&[u8]],
+    end: End,
+    events_path: &str,
+    push_path: Option<&str>,
+) -> Outcome {
     let mut source = Source {
         chunks: chunks.iter().copied().filter(|c| !c.is_empty()).collect(),
         wait: false,
@@ -110,10 +117,9 @@ pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
     };
     let mut buf = Vec::with_capacity(INITIAL_HEAD_BUFFER);
     let result = {
-        // No lean push path: a push is `Other`, as in a server without one.
         let paths = head::Paths {
             events: events_path,
-            push: None,
+            push: push_path,
         };
         let mut future = pin!(head::read_route(&mut source, &mut buf, paths));
         let mut cx = Context::from_waker(Waker::noop());
@@ -132,8 +138,8 @@ pub fn read_route(chunks: &[&[u8]], end: End, events_path: &str) -> Outcome {
     };
     let verdict = match result {
         Ok(Route::Events(parts)) => Verdict::Events(parts),
-        // `Push` needs a push path, which this reader is not given.
-        Ok(Route::Other | Route::Push) => Verdict::Other,
+        Ok(Route::Push) => Verdict::Push,
+        Ok(Route::Other) => Verdict::Other,
         Err(HeadError::Closed) => Verdict::Closed,
         Err(HeadError::TooLarge) => Verdict::TooLarge,
         Err(HeadError::UriTooLong) => Verdict::UriTooLong,
@@ -195,15 +201,15 @@ mod tests {
     fn a_head_split_anywhere_gets_one_verdict() {
         let head = b"GET /events?uid=1 HTTP/1.1\r\nHost: x\r\n\r\n";
         for cut in 0..=head.len() {
-            let outcome = read_route(&[&head[..cut], &head[cut..]], End::Eof, "/events");
+            let outcome = read_route(&[&head[..cut], &head[cut..]], End::Eof, "/events", None);
             let Verdict::Events(parts) = outcome.verdict else {
                 panic!("{cut}: {:?}", outcome.verdict);
             };
             assert_eq!(parts.uri, "/events?uid=1");
         }
-        let outcome = read_route(&[b"POST /push HTTP/1.1\r\n"], End::Error, "/events");
+        let outcome = read_route(&[b"POST /push HTTP/1.1\r\n"], End::Error, "/events", None);
         assert!(matches!(outcome.verdict, Verdict::Other));
-        let outcome = read_route(&[b"GET /events HTTP/1.1\r\n"], End::Error, "/events");
+        let outcome = read_route(&[b"GET /events HTTP/1.1\r\n"], End::Error, "/events", None);
         assert!(matches!(
             outcome.verdict,
             Verdict::Io(std::io::ErrorKind::ConnectionReset)
@@ -214,7 +220,7 @@ mod tests {
     fn the_reader_stops_at_the_limit() {
         let mut head = b"GET /events HTTP/1.1\r\nCookie: ".to_vec();
         head.resize(MAX_HEAD * 2, b'c');
-        let outcome = read_route(&[&head], End::Eof, "/events");
+        let outcome = read_route(&[&head], End::Eof, "/events", None);
         assert!(matches!(outcome.verdict, Verdict::TooLarge));
         assert_eq!(outcome.read.len(), MAX_HEAD);
         assert_eq!(outcome.capacity, MAX_HEAD);
