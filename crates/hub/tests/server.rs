@@ -1276,6 +1276,24 @@ async fn the_lean_push_path_answers_every_body_as_the_router_does() {
 }
 
 #[tokio::test]
+async fn empty_lines_between_pushes_are_skipped_however_many() {
+    let server = with_lean_push(Hub::new(), PushRoute::new("/push")).await;
+    let mut alice = server.subscribe("uid=alice").await;
+    let mut publisher = server.connect().await;
+    let push = push_request(r#"{"uids":["alice"],"events":[{"data":"after"}]}"#);
+    publisher
+        .send(&format!("{push}{}", "\r\n".repeat(256 * 1024)))
+        .await;
+    publisher.send(&push).await;
+    for _ in 0..2 {
+        let (head, _) = publisher.response().await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    }
+    assert_eq!(alice.next_data().await, "after");
+    assert_eq!(alice.next_data().await, "after");
+}
+
+#[tokio::test]
 async fn a_connection_is_handed_to_hyper_at_its_first_request_the_lean_path_does_not_take() {
     let server = with_lean_push(Hub::new(), PushRoute::new("/push")).await;
     let mut alice = server.subscribe("uid=alice").await;

@@ -52,25 +52,36 @@ pub(super) fn guard(
     Router::new().fallback_service(router).layer(layers)
 }
 
+/// The body of the `408` past the request timeout (the lean push path's too).
+pub(super) const TIMED_OUT: &str = "the request took longer than the server's request timeout";
+
+/// The body of the `503` past the limit on requests at once (the lean push path's too).
+pub(super) const AT_CAPACITY: &str =
+    "the server is handling its maximum of requests; try again later";
+
+/// The `Retry-After` (seconds) of that `503`: the hub's wait, jittered.
+pub(super) fn retry_after(over_capacity_retry: Duration) -> u64 {
+    crate::admission::retry_after_secs(crate::admission::jittered(over_capacity_retry))
+}
+
 /// The answer to a request the limits stopped.
 fn refusal(error: &tower::BoxError, over_capacity_retry: Duration) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
-        let message = "the request took longer than the server's request timeout";
         // The body may be half read: the connection cannot carry another request.
-        let mut response = (StatusCode::REQUEST_TIMEOUT, message).into_response();
+        let mut response = (StatusCode::REQUEST_TIMEOUT, TIMED_OUT).into_response();
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
         response
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        let wait = crate::admission::jittered(over_capacity_retry);
-        let retry_after = crate::admission::retry_after_secs(wait);
-        let message = "the server is handling its maximum of requests; try again later";
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, retry_after.to_string())],
-            message,
+            [(
+                http::header::RETRY_AFTER,
+                retry_after(over_capacity_retry).to_string(),
+            )],
+            AT_CAPACITY,
         )
             .into_response()
     } else {

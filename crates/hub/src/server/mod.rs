@@ -306,8 +306,9 @@ impl ServerBuilder {
     /// pushes a connection pipelines go into the hub together (one save of the store can take
     /// them all) and their answers out in one write. The plain requests only; any other goes
     /// to the [fallback](Self::fallback) router, which should keep the same route (see
-    /// [`PushRoute`]). The fallback's [request timeout](Self::request_timeout) and
-    /// [limit on requests at once](Self::max_fallback_requests) apply to these pushes too.
+    /// [`PushRoute`]). The fallback's [request timeout](Self::request_timeout) bounds reading
+    /// each push (the hub's store timeout bounds its answer), and its
+    /// [limit on requests at once](Self::max_fallback_requests) counts these pushes too.
     ///
     /// ```
     /// use ssehub_hub::server::{PushRoute, Server};

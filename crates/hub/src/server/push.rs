@@ -317,8 +317,9 @@ pub(super) async fn serve(
     // One timer for the connection, moved as it goes from waiting for a request (the head
     // timeout) to waiting for the rest of one (the request timeout) and back.
     let mut waiting = Waiting::Request;
-    let mut since = Instant::now();
-    let mut deadline = Box::pin(tokio::time::sleep_until(since + inner.request_timeout));
+    let mut deadline = Box::pin(tokio::time::sleep_until(
+        Instant::now() + inner.request_timeout,
+    ));
     loop {
         // Start every whole push in the buffer, as many as may be in the hub at once.
         while done.is_none() && in_flight.len() < MAX_PIPELINED {
@@ -340,7 +341,13 @@ pub(super) async fn serve(
                     pending = Some((head, body));
                     break;
                 }
-                Next::Nothing | Next::Head => break,
+                Next::Nothing => {
+                    // Empty lines before a request are skipped, not kept: a client sending
+                    // nothing else would otherwise grow the buffer until the head timeout.
+                    buf.clear();
+                    break;
+                }
+                Next::Head => break,
                 Next::Other => done = Some(End::HandOver),
                 Next::TooLarge => {
                     in_flight.push_back(Box::pin(std::future::ready(too_large(route.max_body))));
@@ -397,14 +404,13 @@ pub(super) async fn serve(
         };
         if now_waiting != waiting {
             waiting = now_waiting;
-            since = Instant::now();
             let limit = match waiting {
                 Waiting::Idle => Some(inner.head_timeout),
                 Waiting::Request => Some(inner.request_timeout),
                 Waiting::Answers => None,
             };
             if let Some(limit) = limit {
-                deadline.as_mut().reset(since + limit);
+                deadline.as_mut().reset(Instant::now() + limit);
             }
         }
         if reading {
@@ -461,13 +467,12 @@ enum End {
 /// limit on requests at once covers these too, with the same answer past it.
 async fn push(inner: Arc<Inner>, body: Bytes) -> Answer {
     let Ok(_permit) = inner.fallback_requests.clone().try_acquire_owned() else {
-        let wait = crate::admission::jittered(inner.hub.config().over_capacity_retry);
-        let retry_after = crate::admission::retry_after_secs(wait).to_string();
+        let retry_after = fallback::retry_after(inner.hub.config().over_capacity_retry);
         return answer(
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
-            b"the server is handling its maximum of requests; try again later",
-            &[("retry-after", retry_after.as_bytes())],
+            fallback::AT_CAPACITY.as_bytes(),
+            &[("retry-after", retry_after.to_string().as_bytes())],
         );
     };
     let (status, envelope) = crate::axum::push_answer(&inner.hub, &body).await;
@@ -516,7 +521,7 @@ fn timed_out() -> Answer {
     answer(
         StatusCode::REQUEST_TIMEOUT,
         TEXT,
-        b"the request took longer than the server's request timeout",
+        fallback::TIMED_OUT.as_bytes(),
         &[("connection", b"close")],
     )
 }
@@ -533,18 +538,12 @@ fn too_large(limit: usize) -> Answer {
     )
 }
 
-/// The authorization hook's refusal, after which the connection closes.
+/// The authorization hook's refusal, after which the connection closes: written as the stream
+/// path writes its refusals.
 fn refused(refusal: &Refusal) -> Answer {
-    let mut bytes = super::response::closing_response(refusal, &HeaderMap::new(), false);
-    // The date before the blank line that ends the head.
-    if let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
-        let body = bytes.split_off(end + 2);
-        date(&mut bytes);
-        bytes.unsplit(body);
-    }
     Answer {
         status: refusal.status(),
-        bytes: bytes.freeze(),
+        bytes: super::response::closing_response(refusal, &HeaderMap::new(), false).freeze(),
     }
 }
 
